@@ -1,0 +1,199 @@
+"""The objects plugins hand to the engine: backbones, heads, data, tasks.
+
+Every domain answers the same calls, so the trainer and the freeze strategies
+never ask which domain they serve (compare timm's uniform model protocol).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .errors import FtError
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What the model predicts, inferred from the data.
+
+    ``type`` is the recipe's ``task.type`` (``classification``,
+    ``multilabel``, ``regression``, or a plugin's own such as ``ranking``);
+    ``num_outputs`` the number of classes, labels, targets or items;
+    ``class_names`` the label of each output where it has one; ``extra`` any
+    JSON-serialisable facts a head needs (saved in the run directory).
+    """
+
+    type: str
+    num_outputs: int
+    class_names: tuple[str, ...] | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "type": self.type,
+            "num_outputs": self.num_outputs,
+            "class_names": list(self.class_names) if self.class_names else None,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TaskInfo":
+        names = data.get("class_names")
+        return cls(data["type"], int(data["num_outputs"]), tuple(names) if names else None, data.get("extra") or {})
+
+
+@dataclass
+class LayerGroup:
+    """A named slice of a backbone's parameters; groups run input to output."""
+
+    name: str
+    params: list[nn.Parameter]
+
+    @property
+    def numel(self) -> int:
+        return sum(p.numel() for p in self.params)
+
+
+def groups_by_prefix(module: nn.Module, spec: Sequence[tuple[str, Sequence[str]]]) -> list[LayerGroup]:
+    """Build layer groups from ``(group name, [parameter-name prefixes])``.
+
+    Every parameter must fall in exactly one group (first matching group
+    wins); a parameter no prefix matches is an error, so a backbone cannot
+    silently leave weights out of every freeze decision.
+    """
+    groups = [LayerGroup(name, []) for name, _ in spec]
+    for pname, param in module.named_parameters():
+        for group, (_, prefixes) in zip(groups, spec):
+            if any(pname == p or pname.startswith(p + ".") or (p.endswith(".") and pname.startswith(p)) for p in prefixes):
+                group.params.append(param)
+                break
+        else:
+            raise FtError(f"parameter {pname!r} of {type(module).__name__} is in no layer group")
+    return [g for g in groups if g.params]
+
+
+class Backbone(nn.Module):
+    """A pretrained feature extractor: inputs -> pooled features ``[B, D]``.
+
+    Subclasses set ``feature_dim`` and implement ``forward`` and
+    ``layer_groups``. Preprocessing belongs to the backbone because it is part
+    of what the weights were trained with (image size and normalisation,
+    tokenizer, sample rate and front end).
+    """
+
+    feature_dim: int
+
+    def layer_groups(self) -> list[LayerGroup]:
+        """Parameter groups ordered from input to output.
+
+        Drives freeze-bottom-N, gradual unfreezing and discriminative
+        learning rates. The default is one group holding everything.
+        """
+        return [LayerGroup("backbone", [p for p in self.parameters()])]
+
+    def preprocess(self, train: bool) -> Callable[[Any], Any] | None:
+        """Per-example transform from a raw example (image, text, waveform)
+        to model inputs; ``train=True`` may add random augmentation."""
+        return None
+
+    def collate(self) -> Callable[[list], Any] | None:
+        """Batch builder for ``(inputs, target)`` pairs; None means torch's
+        default collate (stacking)."""
+        return None
+
+    def describe(self) -> dict:
+        """JSON facts for the model card and cache keys (name, weights...)."""
+        return {"class": type(self).__name__}
+
+
+class Evaluator:
+    """Accumulates outputs and targets over an evaluation pass."""
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def compute(self) -> dict[str, float]:
+        raise NotImplementedError
+
+
+class Head(nn.Module):
+    """Features -> outputs, plus the task semantics of those outputs."""
+
+    #: metric the trainer watches for best model / early stopping by default
+    default_metric: str = "loss"
+    #: "max" if a larger ``default_metric`` is better, else "min"
+    default_mode: str = "min"
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean loss over the examples of one batch."""
+        raise NotImplementedError
+
+    def evaluator(self) -> Evaluator:
+        """A fresh evaluator for one pass over a split."""
+        raise NotImplementedError
+
+    def predict(self, outputs: torch.Tensor, top_k: int = 3) -> list[list[tuple[str, float]]]:
+        """Per example: the top predictions as ``(label, score)`` pairs."""
+        raise NotImplementedError
+
+
+@dataclass
+class DataBundle:
+    """What a dataset format returns: splits, task and data facts.
+
+    Datasets yield ``(inputs, target)``. ``train_eval`` is the training split
+    with the evaluation transform (used for frozen-feature caching; None if
+    the format cannot provide it). ``train_augmented`` says whether the
+    training transform is random. ``fingerprint`` identifies the data (file
+    names, sizes, options) for caches. ``info`` is saved to the run directory
+    (class names, id maps, counts, skipped files).
+    """
+
+    train: Any
+    val: Any | None
+    test: Any | None
+    task: TaskInfo
+    train_augmented: bool = False
+    train_eval: Any | None = None
+    fingerprint: str = ""
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class BuildContext:
+    """What a factory may need beyond its own options."""
+
+    recipe_dir: str = "."
+    load_pretrained: bool = True
+    seed: int = 0
+    task_type: str = "classification"
+
+
+def move_to(obj: Any, device: torch.device, non_blocking: bool = False) -> Any:
+    """Move tensors nested in dicts, lists and tuples to ``device``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=non_blocking)
+    if isinstance(obj, dict):
+        return {k: move_to(v, device, non_blocking) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(move_to(v, device, non_blocking) for v in obj)
+    return obj
+
+
+def batch_size_of(inputs: Any) -> int:
+    """Number of examples in a batch's inputs or targets (first dimension)."""
+    if isinstance(inputs, torch.Tensor):
+        return int(inputs.shape[0])
+    if isinstance(inputs, dict):
+        return batch_size_of(next(iter(inputs.values())))
+    if isinstance(inputs, (list, tuple)):
+        return batch_size_of(inputs[0]) if inputs and not isinstance(inputs[0], (int, float, str)) else len(inputs)
+    raise TypeError(f"cannot tell the batch size of {type(inputs).__name__}")
+
+
+def iter_params(groups: Sequence[LayerGroup]) -> Iterator[nn.Parameter]:
+    for g in groups:
+        yield from g.params

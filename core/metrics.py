@@ -1,0 +1,88 @@
+"""Task metrics for the built-in task types, as evaluators.
+
+Evaluators accumulate on the fly (a confusion matrix, running sums), so
+evaluation memory does not grow with the split.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .contracts import Evaluator
+
+
+class ClassificationEvaluator(Evaluator):
+    """Accuracy and macro-F1 from a confusion matrix (outputs are logits)."""
+
+    def __init__(self, num_classes: int):
+        self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        pred = outputs.argmax(dim=-1).cpu()
+        k = self.confusion.shape[0]
+        idx = targets.cpu().long() * k + pred
+        self.confusion += torch.bincount(idx, minlength=k * k).reshape(k, k)
+
+    def compute(self) -> dict[str, float]:
+        c = self.confusion.double()
+        total = c.sum().item()
+        tp = c.diag()
+        precision = tp / c.sum(0).clamp(min=1)
+        recall = tp / c.sum(1).clamp(min=1)
+        f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall), torch.zeros_like(tp))
+        present = c.sum(1) > 0  # macro over classes that occur in this split
+        return {
+            "accuracy": tp.sum().item() / total if total else float("nan"),
+            "macro_f1": f1[present].mean().item() if present.any() else float("nan"),
+        }
+
+
+class MultilabelEvaluator(Evaluator):
+    """Micro/macro F1 and exact-match ratio at threshold 0.5 (outputs are logits)."""
+
+    def __init__(self, num_labels: int):
+        self.tp = torch.zeros(num_labels)
+        self.fp = torch.zeros(num_labels)
+        self.fn = torch.zeros(num_labels)
+        self.exact = 0
+        self.count = 0
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        pred = (outputs.detach().float().cpu() > 0).float()
+        t = targets.float().cpu()
+        self.tp += (pred * t).sum(0)
+        self.fp += (pred * (1 - t)).sum(0)
+        self.fn += ((1 - pred) * t).sum(0)
+        self.exact += int((pred == t).all(dim=1).sum())
+        self.count += len(t)
+
+    def compute(self) -> dict[str, float]:
+        denom = 2 * self.tp + self.fp + self.fn
+        per_label = torch.where(denom > 0, 2 * self.tp / denom.clamp(min=1e-12), torch.ones_like(denom))
+        micro_denom = (2 * self.tp + self.fp + self.fn).sum()
+        return {
+            "micro_f1": (2 * self.tp.sum() / micro_denom).item() if micro_denom > 0 else 1.0,
+            "macro_f1": per_label.mean().item(),
+            "exact_match": self.exact / max(1, self.count),
+        }
+
+
+class RegressionEvaluator(Evaluator):
+    """MAE and RMSE over all targets."""
+
+    def __init__(self):
+        self.abs_sum = 0.0
+        self.sq_sum = 0.0
+        self.count = 0
+
+    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        diff = outputs.detach().double().cpu().reshape(targets.shape) - targets.double().cpu()
+        self.abs_sum += diff.abs().sum().item()
+        self.sq_sum += (diff * diff).sum().item()
+        self.count += diff.numel()
+
+    def compute(self) -> dict[str, float]:
+        n = max(1, self.count)
+        return {"mae": self.abs_sum / n, "rmse": math.sqrt(self.sq_sum / n)}

@@ -1,0 +1,147 @@
+"""Recipes: validation errors that name file, key, expectation and finding."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import tomllib
+
+import pytest
+
+import ft
+from ft.recipe import apply_overrides, parse_override
+
+GOOD = """
+[task]
+type = "classification"
+
+[data]
+format = "toy_blobs"
+n_classes = 4
+
+[backbone]
+name = "toy_mlp"
+
+[train]
+epochs = 2
+"""
+
+
+def write(tmp_path, text, name="r.toml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_defaults_are_filled_in(registry, tmp_path):
+    recipe = ft.load_recipe(write(tmp_path, GOOD))
+    resolved = recipe.to_dict()
+    assert resolved["head"]["type"] == "linear"
+    assert resolved["freeze"]["strategy"] == "full"
+    assert resolved["optim"]["lr"] == 1e-3
+    assert resolved["data"]["n_classes"] == 4
+    assert resolved["data"]["n_train"] == 240  # the plugin's default
+    assert tomllib.loads(recipe.to_toml()) == resolved
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("train.epochs=3", ("train.epochs", 3)),
+    ("optim.lr=3e-4", ("optim.lr", 3e-4)),
+    ("train.compile=true", ("train.compile", True)),
+    ("head.hidden=[64, 32]", ("head.hidden", [64, 32])),
+    ("output.dir=runs/x", ("output.dir", "runs/x")),
+    ('backbone.name="toy_mlp"', ("backbone.name", "toy_mlp")),
+])
+def test_override_type_coercion(override, expected):
+    assert parse_override(override) == expected
+
+
+def test_overrides_apply_and_validate(registry, tmp_path):
+    recipe = ft.load_recipe(write(tmp_path, GOOD), ["train.epochs=5", "data.n_classes=3", "head.type=mlp"])
+    assert recipe.train.epochs == 5
+    assert recipe.data.options.n_classes == 3
+    assert recipe.head.name == "mlp"
+    with pytest.raises(ft.RecipeError, match=r"train\.epochs \(from --set\): .*greater than or equal to 1; found 0"):
+        ft.load_recipe(write(tmp_path, GOOD), ["train.epochs=0"])
+
+
+def test_override_into_a_value_is_an_error():
+    with pytest.raises(ft.RecipeError, match="'train.epochs' is a value"):
+        apply_overrides({"train": {"epochs": 1}}, {"train.epochs.x": 2})
+    with pytest.raises(ft.RecipeError, match="write --set section.key=value"):
+        parse_override("train.epochs")
+
+
+def test_unknown_key_gets_did_you_mean(registry, tmp_path):
+    path = write(tmp_path, GOOD.replace("epochs = 2", "epoch = 2"))
+    with pytest.raises(ft.RecipeError) as err:
+        ft.load_recipe(path)
+    text = str(err.value)
+    assert str(path) in text and "train.epoch: unknown key" in text and "did you mean 'epochs'" in text
+
+
+def test_unknown_plugin_option_names_the_plugin(registry, tmp_path):
+    path = write(tmp_path, GOOD.replace("n_classes = 4", "n_clases = 4"))
+    with pytest.raises(ft.RecipeError) as err:
+        ft.load_recipe(path)
+    assert "data.n_clases: unknown key for data 'toy_blobs' (plugin toy)" in str(err.value)
+    assert "did you mean 'n_classes'" in str(err.value)
+
+
+def test_wrong_type_says_expected_and_found(registry, tmp_path):
+    path = write(tmp_path, GOOD.replace("epochs = 2", 'epochs = "many"'))
+    with pytest.raises(ft.RecipeError, match=r"train\.epochs: Input should be a valid integer.*found 'many'"):
+        ft.load_recipe(path)
+
+
+def test_unknown_names_are_caught_before_training(registry, tmp_path):
+    text = GOOD.replace('name = "toy_mlp"', 'name = "toy_mpl"') + '\n[freeze]\nstrategy = "linear_prob"\n'
+    with pytest.raises(ft.RecipeError) as err:
+        ft.load_recipe(write(tmp_path, text))
+    msg = str(err.value)
+    assert "backbone.name: unknown backbone 'toy_mpl'" in msg and "did you mean 'toy_mlp'" in msg
+    assert "freeze.strategy: unknown freeze strategy 'linear_prob'" in msg and "did you mean 'linear_probe'" in msg
+
+
+def test_missing_data_path_is_caught(registry, tmp_path):
+    path = write(tmp_path, GOOD.replace("n_classes = 4", 'csv = "nope/data.csv"'))
+    with pytest.raises(ft.RecipeError) as err:
+        ft.load_recipe(path)
+    assert "data.csv" in str(err.value) and "path does not exist" in str(err.value)
+    assert str(tmp_path / "nope" / "data.csv") in str(err.value)  # resolved against the recipe's folder
+
+
+def test_relative_paths_resolve_against_the_recipe(registry, tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x.csv").write_text("1,2,3,4,5,6,7,8,0\n")
+    recipe = ft.load_recipe(write(tmp_path, GOOD.replace("n_classes = 4", 'csv = "d/x.csv"')))
+    assert recipe.data.options.csv == tmp_path / "d" / "x.csv"
+
+
+def test_unknown_section_and_bad_toml(registry, tmp_path):
+    with pytest.raises(ft.RecipeError, match=r"trian: unknown section.*did you mean 'train'"):
+        ft.load_recipe(write(tmp_path, GOOD + "\n[trian]\nepochs = 1\n"))
+    with pytest.raises(ft.RecipeError, match="not valid TOML"):
+        ft.load_recipe(write(tmp_path, "[train\nepochs = 1"))
+    with pytest.raises(ft.RecipeError, match="recipe file not found"):
+        ft.load_recipe(tmp_path / "missing.toml")
+
+
+def test_plugin_section_is_validated_by_its_plugin(registry, tmp_path):
+    recipe = ft.load_recipe(write(tmp_path, GOOD + '\n[recorder]\ntag = "x"\n'))
+    assert recipe.sections["recorder"].tag == "x"
+    with pytest.raises(ft.RecipeError, match=r"recorder\.tga: unknown key"):
+        ft.load_recipe(write(tmp_path, GOOD + '\n[recorder]\ntga = "x"\n'))
+
+
+def test_task_type_must_be_supported(registry, tmp_path):
+    with pytest.raises(ft.RecipeError, match="does not support task.type 'multilabel'"):
+        ft.load_recipe(write(tmp_path, GOOD.replace('"classification"', '"multilabel"')))
+
+
+def test_all_errors_reported_at_once(registry, tmp_path):
+    text = GOOD.replace("epochs = 2", "epochs = -1\nbatch_sise = 3")
+    with pytest.raises(ft.RecipeError) as err:
+        ft.load_recipe(write(tmp_path, text))
+    assert "train.epochs" in str(err.value) and "train.batch_sise" in str(err.value)

@@ -1,0 +1,203 @@
+"""The shared trainer on the toy plugin: learning, accumulation, schedules,
+stopping rules, exact resume."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import ft
+from ft.optim import schedule_fn
+from ft.recipe import OptimSection
+
+
+def test_loss_falls_and_accuracy_clears_bar(registry, make_recipe):
+    result = ft.run(make_recipe(train={"epochs": 4}), quiet=True)
+    history = result.summary and [r for r in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    import json
+
+    losses = [json.loads(line)["train_loss"] for line in history]
+    assert losses[-1] < losses[0] * 0.5
+    assert result.metrics["test"]["accuracy"] >= 0.9
+    assert result.metrics["test"]["macro_f1"] >= 0.9
+
+
+def test_regression_task_reports_mae_rmse(registry, make_recipe):
+    recipe = make_recipe(task={"type": "regression"}, train={"epochs": 6})
+    result = ft.run(recipe, quiet=True)
+    test = result.metrics["test"]
+    assert set(test) >= {"mae", "rmse", "loss"}
+    assert test["rmse"] < 0.6  # labels are 0..2 (+noise); predicting the mean gives ~0.82
+    assert result.summary["monitor"] == "val_rmse"
+
+
+def _toy_model_and_batches(n=30, seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
+    x = torch.randn(n, 8)
+    y = torch.randint(0, 3, (n,))
+    return model, x, y
+
+
+def test_gradient_accumulation_equals_large_batch():
+    """4 micro-batches of 8, 8, 8, 6 give the gradient of one batch of 30."""
+    model, x, y = _toy_model_and_batches()
+    loss_fn = nn.functional.cross_entropy
+    big = ft.Trainer(model, DataLoader(TensorDataset(x, y), batch_size=30), loss_fn=loss_fn,
+                     train={"batch_size": 30, "progress": False}, optim={"name": "sgd", "lr": 1.0, "momentum": 0.0,
+                                                                         "weight_decay": 0.0, "schedule": "constant"},
+                     quiet=True)
+    big.setup()
+    snapshot = [p.detach().clone() for p in model.parameters()]
+    big._step([(x, y)])
+    delta_big = [p.detach() - s for p, s in zip(model.parameters(), snapshot)]
+
+    with torch.no_grad():
+        for p, s in zip(model.parameters(), snapshot):
+            p.copy_(s)
+    small = ft.Trainer(model, DataLoader(TensorDataset(x, y), batch_size=8), loss_fn=loss_fn,
+                       train={"batch_size": 8, "grad_accum": 4, "progress": False},
+                       optim={"name": "sgd", "lr": 1.0, "momentum": 0.0, "weight_decay": 0.0, "schedule": "constant"},
+                       quiet=True)
+    small.setup()
+    window = [(x[i:i + 8], y[i:i + 8]) for i in range(0, 30, 8)]
+    assert [len(b[1]) for b in window] == [8, 8, 8, 6]
+    small._step(window)
+    delta_small = [p.detach() - s for p, s in zip(model.parameters(), snapshot)]
+    for a, b in zip(delta_big, delta_small):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # dividing by the number of micro-batches instead would be visibly wrong
+    assert delta_big[0].abs().sum() > 0
+
+
+def test_weight_decay_off_for_biases_and_norms(registry, make_recipe):
+    recipe = ft.load_recipe(make_recipe(optim={"weight_decay": 0.05}))
+    model, bundle, strategy = ft.assemble(recipe)
+    trainer = ft.Trainer(model, bundle.train, bundle.val, train=recipe.train, optim=recipe.optim, strategy=strategy,
+                         quiet=True)
+    trainer.setup()
+    for group in trainer.optimizer.param_groups:
+        dims = {p.ndim for p in group["params"]}
+        if group["weight_decay"] > 0:
+            assert dims == {2}
+        else:
+            assert dims == {1}
+    assert {g["ft_group"] for g in trainer.optimizer.param_groups} == {"embed", "block1", "block2", "head"}
+
+
+def test_warmup_then_cosine_schedule():
+    cfg = OptimSection(schedule="cosine", warmup_steps=10, min_lr_ratio=0.1)
+    f = schedule_fn(cfg, total_steps=110)
+    assert f(0) == pytest.approx(0.1)
+    assert f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert f(110) == pytest.approx(0.1)
+    lin = schedule_fn(OptimSection(schedule="linear"), total_steps=100)
+    assert lin(50) == pytest.approx(0.5)
+    assert schedule_fn(OptimSection(schedule="constant"), 100)(77) == 1.0
+
+
+def test_max_steps_and_clipping(registry, make_recipe):
+    result = ft.run(make_recipe(train={"epochs": 5, "max_steps": 7, "clip_grad_norm": 0.5}), quiet=True)
+    assert result.summary["steps"] == 7
+    assert result.summary["stopped"] == "max_steps"
+
+
+def test_clipping_bounds_the_update():
+    model, x, y = _toy_model_and_batches()
+    trainer = ft.Trainer(model, DataLoader(TensorDataset(x * 100, y), batch_size=30),
+                         loss_fn=nn.functional.cross_entropy,
+                         train={"clip_grad_norm": 0.01, "progress": False},
+                         optim={"name": "sgd", "lr": 1.0, "momentum": 0.0, "weight_decay": 0, "schedule": "constant"},
+                         quiet=True)
+    trainer.setup()
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    trainer._step([(x * 100, y)])
+    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert (after - before).norm().item() == pytest.approx(0.01, rel=1e-3)
+
+
+def test_early_stopping_on_a_metric_that_cannot_improve(registry, make_recipe):
+    # val accuracy hits 1.0 at once on well-separated blobs, so it cannot improve
+    recipe = make_recipe(data={"spread": 0.2}, train={"epochs": 20, "patience": 2, "monitor": "val_accuracy"})
+    result = ft.run(recipe, quiet=True)
+    assert result.summary["stopped"] == "early_stopping"
+    assert result.summary["epochs_run"] == result.summary["best_epoch"] + 2
+
+
+def test_time_limit_stops_the_run(registry, make_recipe):
+    result = ft.run(make_recipe(train={"epochs": 1000, "time_limit": 0.5}), quiet=True)
+    assert result.summary["stopped"] == "time_limit"
+    assert result.summary["epochs_run"] < 1000
+
+
+def test_standalone_trainer_on_a_plain_module():
+    """ft.Trainer works with any nn.Module and DataLoaders."""
+    torch.manual_seed(0)
+    x = torch.randn(200, 4)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0])
+    model = nn.Linear(4, 1)
+    loader = DataLoader(TensorDataset(x, y.unsqueeze(1)), batch_size=20, shuffle=True)
+    trainer = ft.Trainer(model, loader, loader, loss_fn=nn.functional.mse_loss,
+                         train={"epochs": 30, "progress": False}, optim={"lr": 0.1, "weight_decay": 0.0}, quiet=True)
+    fit = trainer.fit()
+    assert fit.history[-1]["val_loss"] < 1e-2 < fit.history[0]["val_loss"]
+    assert fit.monitor == "val_loss"
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashAfterEpoch:
+    """A callback that kills the run after an epoch (after its checkpoint)."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def ft_epoch_end(self, run, epoch, metrics):
+        if epoch == self.epoch:
+            raise Crash(f"simulated crash after epoch {epoch}")
+
+
+def test_resume_equals_unbroken_run(registry, make_recipe, tmp_path):
+    """Interrupted after epoch 2 and resumed: same weights and metrics as an
+    unbroken 4-epoch run, with random augmentation and dropout in play."""
+    sections = dict(data={"augment_noise": 0.3}, head={"dropout": 0.2},
+                    optim={"schedule": "cosine", "warmup_steps": 3}, train={"epochs": 4})
+    unbroken = ft.run(make_recipe(**sections, output={"dir": str(tmp_path / "a")}), quiet=True)
+
+    recipe = make_recipe(**sections, output={"dir": str(tmp_path / "b")})
+    with pytest.raises(Crash):
+        ft.run(recipe, quiet=True, callbacks=[CrashAfterEpoch(2)])
+    resumed = ft.run(recipe, quiet=True, resume=True)
+
+    a = unbroken.model.state_dict()
+    b = resumed.model.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert resumed.metrics == unbroken.metrics
+    import json
+
+    hist_a = [json.loads(l) for l in (unbroken.run_dir / "metrics.jsonl").read_text().splitlines()]
+    hist_b = [json.loads(l) for l in (resumed.run_dir / "metrics.jsonl").read_text().splitlines()]
+    strip = lambda h: [{k: v for k, v in r.items() if k not in ("time", "elapsed")} for r in h]
+    assert strip(hist_a) == strip(hist_b)
+    assert len(hist_b) == 4
+
+
+def test_bf16_autocast_on_cpu_trains(registry, make_recipe):
+    result = ft.run(make_recipe(train={"precision": "bf16", "epochs": 2}), quiet=True)
+    assert result.summary["precision"] == "bf16"
+    assert result.metrics["test"]["accuracy"] > 0.8
+
+
+def test_fp16_on_cpu_is_a_clear_error(registry, make_recipe):
+    with pytest.raises(ft.FtError, match="fp16\" needs a CUDA device"):
+        ft.run(make_recipe(train={"precision": "fp16"}), quiet=True)
