@@ -146,7 +146,9 @@ class DataBundle:
 
     Datasets yield ``(inputs, target)``. ``train_eval`` is the training split
     with the evaluation transform (used for frozen-feature caching; None if
-    the format cannot provide it). ``train_augmented`` says whether the
+    the format cannot provide it). ``unlabeled`` is optional target-domain
+    data without labels (its targets are ignored; used by AdaBN).
+    ``train_augmented`` says whether the
     training transform is random. ``fingerprint`` identifies the data (file
     names, sizes, options) for caches. ``info`` is saved to the run directory
     (class names, id maps, counts, skipped files).
@@ -158,6 +160,7 @@ class DataBundle:
     task: TaskInfo
     train_augmented: bool = False
     train_eval: Any | None = None
+    unlabeled: Any | None = None
     fingerprint: str = ""
     info: dict = field(default_factory=dict)
 

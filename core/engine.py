@@ -172,6 +172,13 @@ def run(source: Recipe | str | Path | Mapping, overrides: Mapping[str, Any] | li
     best = run_dir / "best" / "model.safetensors"
     if best.exists():
         load_weights(model, best)
+    if strategy.finish(model, bundle, trainer.device) and main:
+        from .checkpoint import save_weights
+
+        best.parent.mkdir(exist_ok=True)
+        tmp = best.with_name(".model.safetensors.tmp")
+        save_weights(model, tmp)
+        tmp.replace(best)
     t0 = time.perf_counter()
     metrics: dict[str, dict[str, float]] = {}
     for split, data in (("val", bundle.val), ("test", bundle.test)):

@@ -59,6 +59,12 @@ class FreezeStrategy:
         """Called once before training with the :class:`ft.DataBundle` (or
         None): for strategies that need data first (AdaBN)."""
 
+    def finish(self, model: nn.Module, data: Any, device: torch.device) -> bool:
+        """Called once after training, with the best weights loaded and
+        before the final evaluation (AdaBN re-estimates BatchNorm statistics
+        here). Return True if the model changed, so it is saved again."""
+        return False
+
     def param_groups(self, model: nn.Module) -> list[ParamGroup]:
         """Optimizer groups of trainable parameters, one per layer group."""
         groups = model_layer_groups(model)
