@@ -85,6 +85,10 @@ class Backbone(nn.Module):
     """
 
     feature_dim: int
+    #: parameter-name prefixes that stay frozen whatever the freeze strategy
+    #: does (e.g. wav2vec2's convolutional feature extractor); the engine
+    #: re-freezes them after every ``FreezeStrategy.apply``
+    always_frozen: tuple[str, ...] = ()
 
     def layer_groups(self) -> list[LayerGroup]:
         """Parameter groups ordered from input to output.

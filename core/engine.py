@@ -20,7 +20,7 @@ from ._registry import Registry, get_registry
 from .checkpoint import load_weights, write_json_atomic
 from .contracts import Backbone, BuildContext, DataBundle, Head, TaskInfo
 from .errors import FtError
-from .freezing import FreezeStrategy, parameter_table
+from .freezing import FreezeStrategy, apply_strategy, parameter_table
 from .model import FtModel
 from .recipe import Recipe, load_recipe
 from .rundir import environment, latest_run_dir, new_run_dir, plot_curves, write_model_card, write_summary
@@ -234,7 +234,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     recipe = load_recipe(run_dir / "recipe.toml")
     task = TaskInfo.from_json(json.loads((run_dir / "task.json").read_text()))
     model, _, strategy = assemble(recipe, load_pretrained=False, task=task)
-    strategy.apply(model)
+    apply_strategy(strategy, model)
     weights = run_dir / "best" / "model.safetensors"
     if not weights.exists():
         pointer = run_dir / "checkpoints" / "latest.json"

@@ -101,6 +101,17 @@ class FreezeStrategy:
         return {"strategy": self.name}
 
 
+def apply_strategy(strategy: FreezeStrategy, model: nn.Module) -> None:
+    """``strategy.apply(model)``, then re-freeze what the backbone pins."""
+    strategy.apply(model)
+    backbone = getattr(model, "backbone", None)
+    prefixes = tuple(getattr(backbone, "always_frozen", ()) or ())
+    if prefixes:
+        for name, param in backbone.named_parameters():
+            if any(name == p or name.startswith(p + ".") for p in prefixes):
+                param.requires_grad_(False)
+
+
 def model_layer_groups(model: nn.Module) -> list[LayerGroup]:
     """``model.layer_groups()`` if it has them, else one group ``all``."""
     if hasattr(model, "layer_groups"):

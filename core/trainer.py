@@ -28,7 +28,7 @@ from .checkpoint import read_checkpoint_dir, save_checkpoint_dir, save_weights, 
 from .contracts import batch_size_of, move_to
 from .data import make_loader
 from .errors import FtError
-from .freezing import FreezeStrategy, Progress, parameter_table
+from .freezing import FreezeStrategy, Progress, apply_strategy, parameter_table
 from .optim import build_optimizer, build_scheduler
 from .progress import Progress as ProgressBar
 from .recipe import OptimSection, TrainSection
@@ -154,7 +154,7 @@ class Trainer:
             torch.distributed.init_process_group(backend)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        self.strategy.apply(self.model)
+        apply_strategy(self.strategy, self.model)
         self.model.to(self.device)
         if self.cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)

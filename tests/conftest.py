@@ -45,3 +45,26 @@ def toy_recipe(tmp_path: Path, **sections) -> dict:
 @pytest.fixture
 def make_recipe(tmp_path):
     return lambda **sections: toy_recipe(tmp_path, **sections)
+
+
+@pytest.fixture
+def toy_env(tmp_path):
+    """Environment for a subprocess `ft` that finds the toy plugin through a
+    real `ft` entry point (a .dist-info folder on PYTHONPATH)."""
+    import os
+
+    site = tmp_path / "site"
+    info = site / "ftkit_toy-0.0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ftkit-toy\nVersion: 0.0.1\n")
+    (info / "entry_points.txt").write_text("[ft]\ntoy = toy_plugin\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+    return env
+
+
+def write_recipe(path: Path, recipe: dict) -> Path:
+    import tomli_w
+
+    path.write_text(tomli_w.dumps(recipe))
+    return path
