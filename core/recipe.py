@@ -76,6 +76,7 @@ class TrainSection(Options):
     keep_checkpoints: int = Field(2, ge=1)
     cache_features: Literal["auto"] | bool = Field(
         "auto", description="train the head on cached features while the backbone is frozen")
+    feature_cache_on_disk: bool = Field(False, description="also keep cached features in <run>/cache/")
     log_every: int = Field(50, ge=1, description="steps between progress lines when not on a terminal")
     progress: Literal["auto"] | bool = "auto"
 

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from .checkpoint import read_checkpoint_dir, save_checkpoint_dir, save_weights, load_weights, write_json_atomic
 from .contracts import batch_size_of, move_to
 from .data import make_loader
+from .feature_cache import FeatureCache
 from .errors import FtError
 from .freezing import FreezeStrategy, Progress, apply_strategy, parameter_table
 from .optim import build_optimizer, build_scheduler
@@ -189,7 +190,29 @@ class Trainer:
         mode = self.cfg.monitor_mode
         self.mode = mode if mode != "auto" else metric_mode(self.monitor, default_metric, getattr(head, "default_mode", "min"))
         self._mults = self._group_multipliers()
+        self.feature_cache, self.cache_note = self._plan_feature_cache()
+        self._cached_loaders: dict[str, DataLoader] = {}
+        self._caching_now = False
+        self._forward = self.forward_model
         self._setup_done = True
+
+    def _plan_feature_cache(self) -> tuple[FeatureCache | None, str]:
+        """Cache features when a frozen backbone meets unaugmented inputs."""
+        setting = self.cfg.cache_features
+        if setting is False:
+            return None, "off (train.cache_features = false)"
+        if not (hasattr(self.model, "forward_head") and hasattr(self.model, "backbone")):
+            return None, "off (model has no backbone/head split)"
+        if self.world_size > 1 or self.cfg.compile:
+            return None, "off (not used with DDP or compile)"
+        augmented = getattr(self.data, "train_augmented", None)
+        if augmented is None and setting != True:  # a bare Trainer cannot know; the user may assert it
+            return None, "off (unknown whether training inputs are augmented; set train.cache_features = true)"
+        if augmented:
+            return None, "off (training inputs are randomly augmented)"
+        directory = self.run_dir / "cache" if self.run_dir and self.cfg.feature_cache_on_disk else None
+        cache = FeatureCache(self.model.backbone, getattr(self.data, "fingerprint", ""), directory)
+        return cache, "on while the backbone is frozen"
 
     def settings(self) -> dict:
         """The effective settings, as printed at start and saved in the summary."""
@@ -205,8 +228,31 @@ class Trainer:
             "strategy": self.strategy.describe(),
             "channels_last": self.cfg.channels_last, "compile": self.cfg.compile,
             "clip_grad_norm": self.cfg.clip_grad_norm, "monitor": f"{self.monitor} ({self.mode})",
+            "feature_cache": self.cache_note,
             "callbacks": [type(c).__name__ for c in self.callbacks],
         }
+
+    def _epoch_loader(self, epoch: int) -> DataLoader:
+        """The loader for ``epoch``; sets the forward function to match."""
+        self._caching_now = self.feature_cache is not None and self.strategy.backbone_frozen(epoch)
+        if not self._caching_now:
+            self._forward = self.forward_model
+            return self.train_loader
+        self.feature_cache.invalidate_if_changed()
+        if not self.feature_cache._store:
+            self._cached_loaders.clear()
+        if "train" not in self._cached_loaders:
+            source = self.train_loader
+            ordered = make_loader(source.dataset, batch_size=self.cfg.eval_batch_size or self.cfg.batch_size,
+                                  train=False, collate=source.collate_fn, num_workers=self.cfg.num_workers)
+            pairs = self.feature_cache.get("train", ordered, self.model.forward_features, self.device,
+                                           self._prepare_inputs)
+            # same sampler and seed as the raw loader: the same examples in the same order
+            self._cached_loaders["train"] = make_loader(pairs, batch_size=source.batch_size, train=True,
+                                                        seed=self.cfg.seed, rank=self.rank,
+                                                        world_size=self.world_size)
+        self._forward = self.model.forward_head
+        return self._cached_loaders["train"]
 
     # -- the step -----------------------------------------------------------
 
@@ -238,7 +284,7 @@ class Trainer:
             sync = self.forward_model.no_sync() if ddp and not last else contextlib.nullcontext()
             with sync:
                 with self._autocast():
-                    outputs = self.forward_model(inputs)
+                    outputs = self._forward(inputs)
                     loss = self.loss_fn(outputs, targets)
                 extra = self.strategy.extra_loss(self.model)
                 weighted = loss * (n / n_total) if extra is None else (loss + extra) * (n / n_total)
@@ -310,17 +356,18 @@ class Trainer:
         for epoch in range(start_epoch, self.cfg.epochs):
             self.epoch = epoch
             self.strategy.set_train_mode(self.model, epoch)
-            sampler = getattr(self.train_loader, "sampler", None)
+            loader = self._epoch_loader(epoch)
+            sampler = getattr(loader, "sampler", None)
             if hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(epoch)
             batch_index = start_batch
             if start_batch and hasattr(sampler, "set_start"):
-                sampler.set_start(start_batch * self.train_loader.batch_size)
+                sampler.set_start(start_batch * loader.batch_size)
             start_batch = 0
             bar.start_epoch(epoch + 1, self.cfg.epochs, self.steps_per_epoch)
             loss_total = torch.zeros((), device=self.device)
             seen = 0
-            batches = iter(self.train_loader)
+            batches = iter(loader)
             while True:
                 window = list(islice(batches, self.cfg.grad_accum))
                 if not window:
@@ -359,6 +406,8 @@ class Trainer:
                 stopped = "early_stopping"
             if stopped != "epochs":
                 break
+        self._caching_now = False
+        self._forward = self.forward_model
         seconds = elapsed_before + time.perf_counter() - t_start
         return FitResult(self.history, self.monitor, self.best["epoch"], self.best["value"], stopped, self.step,
                          seconds, self.settings())
@@ -386,12 +435,19 @@ class Trainer:
             loader = self._loader(loader, train=False)
         was_training = self.model.training
         self.model.eval()
+        forward = self.model
+        if self._caching_now:
+            pairs = self.feature_cache.get(prefix, loader, self.model.forward_features, self.device,
+                                           self._prepare_inputs)
+            if prefix not in self._cached_loaders:
+                self._cached_loaders[prefix] = make_loader(pairs, batch_size=loader.batch_size, train=False)
+            loader, forward = self._cached_loaders[prefix], self.model.forward_head
         evaluator = self.make_evaluator() if self.make_evaluator else None
         loss_sum, count = 0.0, 0
         for inputs, targets in loader:
             inputs, targets = self._prepare_inputs(inputs), move_to(targets, self.device, non_blocking=True)
             with self._autocast():
-                outputs = self.model(inputs)
+                outputs = forward(inputs)
                 loss = self.loss_fn(outputs, targets)
             n = batch_size_of(targets)
             loss_sum += loss.float().item() * n

@@ -1,0 +1,96 @@
+"""Frozen-feature caching: run a frozen backbone once, train the head on its
+features.
+
+While the freeze strategy says the backbone is frozen (``linear_probe``, the
+probe phase of ``lp_ft``) and the training inputs are not randomly augmented,
+the backbone is a fixed function in eval mode: computing it every epoch is
+wasted work. The features of each split are computed once, in dataset order,
+and the head trains on them in the *same* sample order the raw loader would
+use (same sampler, same seed), so the cached path reaches the same result as
+the uncached one. Features are keyed by the backbone's identity and weights,
+and the data fingerprint; with a directory they are also kept on disk
+(safetensors) and reused by a resumed run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .contracts import move_to
+from .data import TensorPairs
+
+
+def weights_digest(module: nn.Module) -> str:
+    """A digest of a module's parameters and buffers (names, shapes, values)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(tensor.shape)).encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class FeatureCache:
+    """Features of a frozen backbone per split, in memory and optionally on disk."""
+
+    def __init__(self, backbone: nn.Module, fingerprint: str = "", directory: Path | None = None):
+        self.backbone = backbone
+        self.fingerprint = fingerprint
+        self.directory = directory
+        self._key: str | None = None
+        self._store: dict[str, TensorPairs] = {}
+        self.computed: list[str] = []  # splits computed (not loaded) this run, for the summary
+
+    def key(self) -> str:
+        describe = getattr(self.backbone, "describe", lambda: {})()
+        text = json.dumps({"backbone": describe, "weights": weights_digest(self.backbone),
+                           "data": self.fingerprint}, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def invalidate_if_changed(self) -> None:
+        """Drop cached features if the backbone's weights changed since."""
+        key = self.key()
+        if key != self._key:
+            self._store.clear()
+            self._key = key
+
+    def get(self, split: str, loader: DataLoader, forward: Callable[[Any], torch.Tensor],
+            device: torch.device, prepare: Callable[[Any], Any]) -> TensorPairs:
+        """Features and targets of ``split``, computing them at most once."""
+        if self._key is None:
+            self._key = self.key()
+        if split in self._store:
+            return self._store[split]
+        path = self.directory / f"features-{split}-{self._key}.safetensors" if self.directory else None
+        if path is not None and path.exists():
+            tensors = load_file(str(path))
+            pairs = TensorPairs(tensors["features"], tensors["targets"])
+        else:
+            pairs = self._compute(loader, forward, device, prepare)
+            self.computed.append(split)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.tmp")
+                save_file({"features": pairs.inputs.contiguous(), "targets": pairs.targets.contiguous()}, str(tmp))
+                tmp.replace(path)
+        self._store[split] = pairs
+        return pairs
+
+    @torch.no_grad()
+    def _compute(self, loader: DataLoader, forward, device, prepare) -> TensorPairs:
+        was_training = self.backbone.training
+        self.backbone.eval()
+        features, targets = [], []
+        for inputs, target in loader:
+            features.append(forward(prepare(inputs)).float().cpu())
+            targets.append(move_to(target, torch.device("cpu")))
+        self.backbone.train(was_training)
+        return TensorPairs(torch.cat(features), torch.cat(targets))
