@@ -25,16 +25,18 @@ class ToyOptions(Options):
     width: int = Field(32, ge=2)
     feature_dim: int = Field(16, ge=2)
     weights: ExistingPath | None = None
+    batchnorm: bool = True
 
 
 class ToyBackbone(Backbone):
     """embed (Linear+BatchNorm) -> block1 -> block2 (Linear+LayerNorm) -> features."""
 
-    def __init__(self, width: int = 32, feature_dim: int = 16, noise: float = 0.0):
+    def __init__(self, width: int = 32, feature_dim: int = 16, noise: float = 0.0, batchnorm: bool = True):
         super().__init__()
         self.feature_dim = feature_dim
         self.noise = noise
-        self.embed = nn.Sequential(nn.Linear(IN_DIM, width), nn.BatchNorm1d(width), nn.ReLU())
+        norm = nn.BatchNorm1d(width) if batchnorm else nn.Identity()
+        self.embed = nn.Sequential(nn.Linear(IN_DIM, width), norm, nn.ReLU())
         self.block1 = nn.Sequential(nn.Linear(width, width), nn.ReLU())
         self.block2 = nn.Sequential(nn.Linear(width, feature_dim), nn.LayerNorm(feature_dim), nn.ReLU())
 
@@ -56,7 +58,7 @@ class ToyBackbone(Backbone):
 
 def build_backbone(options: ToyOptions, ctx) -> ToyBackbone:
     torch.manual_seed(1234)  # "pretrained" = a fixed init
-    backbone = ToyBackbone(options.width, options.feature_dim)
+    backbone = ToyBackbone(options.width, options.feature_dim, batchnorm=options.batchnorm)
     if options.weights is not None and ctx.load_pretrained:
         from safetensors.torch import load_file
 
