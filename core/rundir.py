@@ -158,7 +158,7 @@ def write_model_card(run_dir: Path, recipe: dict, summary: dict) -> None:
         f"on {summary.get('device')} ({summary.get('precision')}).",
         "",
         "## Reproduce",
-        f"`ft run {run_dir / 'recipe.toml'}`",
+        f"`ft run {run_dir / 'recipe.toml'} --set output.dir={run_dir.name}-repro`",
         "",
         "## Limits",
         "Metrics are on the splits above only; check the data card of the dataset for what it covers.",
