@@ -201,3 +201,29 @@ def test_bf16_autocast_on_cpu_trains(registry, make_recipe):
 def test_fp16_on_cpu_is_a_clear_error(registry, make_recipe):
     with pytest.raises(ft.FtError, match="fp16\" needs a CUDA device"):
         ft.run(make_recipe(train={"precision": "fp16"}), quiet=True)
+
+
+def test_mid_epoch_stop_then_resume_equals_unbroken_run(registry, make_recipe, tmp_path):
+    """A time-limit stop lands mid-epoch; resuming continues at the next
+    unseen batch and ends with the unbroken run's exact weights."""
+    sections = dict(data={"augment_noise": 0.3, "n_train": 2000}, head={"dropout": 0.2},
+                    optim={"schedule": "cosine"}, train={"epochs": 2})
+    unbroken = ft.run(make_recipe(**sections, output={"dir": str(tmp_path / "a")}), quiet=True)
+
+    # a limit this small stops right after the first optimizer step, deterministically
+    stopped_sections = {**sections, "train": {"epochs": 2, "time_limit": 1e-9}}
+    recipe = make_recipe(**stopped_sections, output={"dir": str(tmp_path / "b")})
+    first = ft.run(recipe, quiet=True)
+    assert first.summary["stopped"] == "time_limit"
+    import json
+
+    latest = json.loads((tmp_path / "b" / "checkpoints" / "latest.json").read_text())
+    assert (latest["epoch"], latest["batch"]) == (0, 1)  # stopped inside the first epoch
+    resumed = ft.run(recipe, overrides={"train.time_limit": 3600}, quiet=True, resume=True)
+    assert resumed.summary["steps"] == unbroken.summary["steps"]
+    from safetensors.torch import load_file
+
+    a = load_file(str(tmp_path / "a" / "checkpoints" / "epoch-2" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "checkpoints" / "epoch-2" / "model.safetensors"))
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
