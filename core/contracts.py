@@ -177,6 +177,8 @@ class BuildContext:
     load_pretrained: bool = True
     seed: int = 0
     task_type: str = "classification"
+    epochs: int = 1
+    max_steps: int | None = None
 
 
 def move_to(obj: Any, device: torch.device, non_blocking: bool = False) -> Any:

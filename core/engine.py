@@ -60,7 +60,7 @@ class HookRelay:
 
 def _ctx(recipe: Recipe, load_pretrained: bool) -> BuildContext:
     return BuildContext(recipe_dir=str(recipe.recipe_dir), load_pretrained=load_pretrained, seed=recipe.train.seed,
-                        task_type=recipe.task.type)
+                        task_type=recipe.task.type, epochs=recipe.train.epochs, max_steps=recipe.train.max_steps)
 
 
 def build_backbone(recipe: Recipe, registry: Registry | None = None, load_pretrained: bool = True) -> Backbone:

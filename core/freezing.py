@@ -20,11 +20,14 @@ from .contracts import LayerGroup
 
 @dataclass
 class ParamGroup:
-    """An optimizer group as a strategy sees it: name, params, static LR factor."""
+    """An optimizer group as a strategy sees it: name, params, static LR
+    factor, and a weight decay that overrides the recipe's (``None`` keeps
+    ``optim.weight_decay``; biases and norm weights never decay)."""
 
     name: str
     params: list[nn.Parameter]
     lr_mult: float = 1.0
+    weight_decay: float | None = None
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ def build_optimizer(groups: list[ParamGroup], cfg: OptimSection, device: torch.d
         mult = group.lr_mult * (cfg.head_lr_mult if group.name == "head" else 1.0)
         decay = [p for p in group.params if p.requires_grad and not no_weight_decay(p)]
         plain = [p for p in group.params if p.requires_grad and no_weight_decay(p)]
-        for params, wd in ((decay, cfg.weight_decay), (plain, 0.0)):
+        wd_decay = cfg.weight_decay if group.weight_decay is None else group.weight_decay
+        for params, wd in ((decay, wd_decay), (plain, 0.0)):
             if params:
                 torch_groups.append({"params": params, "lr": cfg.lr * mult, "weight_decay": wd, "ft_group": group.name})
     if not torch_groups:

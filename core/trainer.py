@@ -296,7 +296,10 @@ class Trainer:
         if self.cfg.clip_grad_norm:
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.trainable, self.cfg.clip_grad_norm)
+            # groups held at LR 0 (not yet unfrozen) must not shrink the others' updates
+            moving = [p for g in self.optimizer.param_groups if self._mults.get(g["ft_group"], 1.0) > 0
+                      for p in g["params"]]
+            torch.nn.utils.clip_grad_norm_(moving, self.cfg.clip_grad_norm)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -377,7 +380,7 @@ class Trainer:
                 batch_index += len(window)
                 done = -(-batch_index // self.cfg.grad_accum)
                 if bar.needs_loss(done):
-                    bar.update(done, (loss_total / max(1, seen)).item(), self.scheduler.get_last_lr()[0])
+                    bar.update(done, (loss_total / max(1, seen)).item(), self._shown_lr())
                 if self.cfg.max_steps and self.step >= self.cfg.max_steps:
                     stopped = "max_steps"
                     break
@@ -387,7 +390,7 @@ class Trainer:
             finished_epoch = batch_index >= self.batches_per_epoch
             metrics = {"epoch": epoch + 1, "step": self.step,
                        "train_loss": (loss_total / max(1, seen)).item() if seen else float("nan"),
-                       "lr": self.scheduler.get_last_lr()[0]}
+                       "lr": self._shown_lr()}
             if self.val_loader is not None:
                 metrics.update(self.evaluate(self.val_loader, "val"))
             metrics["elapsed"] = round(elapsed_before + time.perf_counter() - t_start, 3)
@@ -411,6 +414,14 @@ class Trainer:
         seconds = elapsed_before + time.perf_counter() - t_start
         return FitResult(self.history, self.monitor, self.best["epoch"], self.best["value"], stopped, self.step,
                          seconds, self.settings())
+
+    def _shown_lr(self) -> float:
+        """The head's current LR (the bottom group's reads 0 while frozen)."""
+        lrs = self.scheduler.get_last_lr()
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            if group["ft_group"] == "head":
+                return lr
+        return lrs[-1]
 
     def _track_best(self, metrics: dict) -> bool:
         value = metrics.get(self.monitor)
@@ -454,7 +465,8 @@ class Trainer:
             count += n
             if evaluator is not None:
                 evaluator.update(outputs.float(), targets)
-        self.model.train(was_training)
+        if was_training:  # back to the strategy's modes (a frozen backbone's BatchNorm stays in eval)
+            self.strategy.set_train_mode(self.model, getattr(self, "epoch", 0))
         out = {"loss": loss_sum / max(1, count)}
         if evaluator is not None:
             out.update(evaluator.compute())

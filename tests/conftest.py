@@ -1,11 +1,18 @@
-"""Shared fixtures: the toy plugin registered in-process, and toy recipes."""
+"""Shared fixtures: the toy plugin registered in-process, toy recipes, and an
+environment in which a subprocess `ft` finds the toy plugin."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+
+# One torch thread in tests (and the subprocesses they start): small models
+# gain nothing from more, and OpenMP threads spin-waiting on a busy 2-core
+# machine made steps 10-100x slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -25,25 +32,10 @@ def registry(monkeypatch):
     _registry.reset_registry()
 
 
-def toy_recipe(tmp_path: Path, **sections) -> dict:
-    """A small, fast classification recipe on toy blobs."""
-    recipe = {
-        "task": {"type": "classification"},
-        "data": {"format": "toy_blobs"},
-        "backbone": {"name": "toy_mlp"},
-        "head": {"type": "linear"},
-        "freeze": {"strategy": "full"},
-        "optim": {"lr": 1e-2, "schedule": "constant"},
-        "train": {"epochs": 3, "batch_size": 16, "progress": False},
-        "output": {"dir": str(tmp_path / "run")},
-    }
-    for name, values in sections.items():
-        recipe.setdefault(name, {}).update(values)
-    return recipe
-
-
 @pytest.fixture
 def make_recipe(tmp_path):
+    from toy_plugin import toy_recipe
+
     return lambda **sections: toy_recipe(tmp_path, **sections)
 
 
@@ -61,10 +53,3 @@ def toy_env(tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(site), str(Path(__file__).parent), env.get("PYTHONPATH", "")])
     return env
-
-
-def write_recipe(path: Path, recipe: dict) -> Path:
-    import tomli_w
-
-    path.write_text(tomli_w.dumps(recipe))
-    return path

@@ -182,3 +182,31 @@ def ft_dataset_formats():
 @ft.hookimpl
 def ft_recipe_sections():
     return [SectionSpec("recorder", RecorderSection)]
+
+
+# -- recipes for tests --------------------------------------------------------
+
+
+def toy_recipe(tmp_path: Path, **sections) -> dict:
+    """A small, fast classification recipe on toy blobs."""
+    recipe = {
+        "task": {"type": "classification"},
+        "data": {"format": "toy_blobs"},
+        "backbone": {"name": "toy_mlp"},
+        "head": {"type": "linear"},
+        "freeze": {"strategy": "full"},
+        "optim": {"lr": 1e-2, "schedule": "constant"},
+        "train": {"epochs": 3, "batch_size": 16, "progress": False},
+        "output": {"dir": str(tmp_path / "run")},
+    }
+    for name, values in sections.items():
+        recipe.setdefault(name, {}).update(values)
+    return recipe
+
+
+
+def write_recipe(path: Path, recipe: dict) -> Path:
+    import tomli_w
+
+    path.write_text(tomli_w.dumps(recipe))
+    return path

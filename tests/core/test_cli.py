@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import toy_recipe, write_recipe
+from toy_plugin import toy_recipe, write_recipe
 
 FT = [sys.executable, "-m", "ft.cli"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from conftest import toy_recipe, write_recipe
+from toy_plugin import toy_recipe, write_recipe
 
 
 def test_two_rank_ddp_equals_single_process_large_batch(toy_env, tmp_path):

@@ -11,13 +11,7 @@ from torch import nn
 import ft
 from ft.plugins.freeze.lora import LoraOptions, LoraStrategy
 
-from freeze_testkit import ExtraPlugin, Recorder, transformer_recipe
-
-
-@pytest.fixture
-def transformer(registry):
-    registry.register(ExtraPlugin(), "freeze_tests")
-    return registry
+from freeze_testkit import Recorder, transformer_recipe
 
 
 def _tokens(n=32, length=15, seed=1):
@@ -47,7 +41,6 @@ def test_lora_trains_adapters_only_and_exports_merged(transformer, make_recipe):
             assert torch.equal(start[key], end[key]), key
     assert all(not torch.equal(start[n], end[n]) for n in lora if ".lora_B" in n)
     losses = [m["train_loss"] for m in rec.metrics]
-    print("LORA", losses, result.metrics["test"], result.summary["train_seconds"], params)
     assert losses[-1] < 0.8 * losses[0]
     assert result.metrics["test"]["accuracy"] > 0.7
 
@@ -110,3 +103,15 @@ def test_lora_on_a_backbone_without_linear_layers_fails(registry):
     model = ft.FtModel(ConvOnly(), nn.Linear(4, 2), ft.TaskInfo("classification", 2))
     with pytest.raises(ft.FtError, match="has no nn.Linear layers to adapt"):
         LoraStrategy(LoraOptions()).apply(model)
+
+
+def test_lora_skips_layers_the_backbone_pins(registry):
+    from freeze_testkit import TinyTransformer
+
+    class Pinned(TinyTransformer):
+        always_frozen = ("blocks.0",)
+
+    model = ft.FtModel(Pinned(), nn.Linear(128, 2), ft.TaskInfo("classification", 2))
+    LoraStrategy(LoraOptions(target_modules=["q"])).apply(model)
+    adapted = {n.split(".lora_")[0] for n, _ in model.backbone.named_parameters() if ".lora_" in n}
+    assert adapted == {"blocks.1.q"}

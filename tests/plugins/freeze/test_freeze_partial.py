@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 from torch import nn
 
 import ft
@@ -127,3 +126,26 @@ def test_layer_groups_that_miss_parameters_are_rejected(registry):
 
     with pytest.raises(ft.FtError, match=r"leaves 2 parameter\(s\) out of its layer groups \(b.weight, b.bias\)"):
         FreezeBottomStrategy(FreezeBottomOptions(n=1)).apply(model)
+
+
+def test_layerwise_strategies_need_several_layer_groups(registry):
+    from ft.plugins.freeze.layerwise import DiscriminativeLrOptions, DiscriminativeLrStrategy
+    from ft.plugins.freeze.schedules import GradualUnfreezeOptions, GradualUnfreezeStrategy, LpFtOptions, LpFtStrategy
+
+    class OneGroup(Backbone):  # the default layer_groups(): one group named "backbone"
+        feature_dim = 4
+
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+
+    model = FtModel(OneGroup(), nn.Linear(4, 2), ft.TaskInfo("classification", 2))
+    for strategy, where in ((DiscriminativeLrStrategy(DiscriminativeLrOptions()), "freeze.strategy = 'discriminative_lr'"),
+                            (GradualUnfreezeStrategy(GradualUnfreezeOptions()), "freeze.strategy = 'gradual_unfreeze'")):
+        with pytest.raises(ft.FtError, match="OneGroup has 1 layer group: backbone") as err:
+            strategy.apply(model)
+        assert where in str(err.value) and "layer_groups()" in str(err.value)
+    lp_ft = LpFtStrategy(LpFtOptions(lr_decay=0.5))
+    lp_ft.apply(model)  # lp_ft itself works on one group; only its lr_decay needs several
+    with pytest.raises(ft.FtError, match=r"freeze.lr_decay \(strategy 'lp_ft'\)"):
+        lp_ft.param_groups(model)

@@ -36,7 +36,7 @@ def test_stereo_is_mixed_down_and_flac_ogg_read(tmp_path):
     for suffix in (".flac", ".ogg"):
         path = write(tmp_path / f"st{suffix}", stereo, 16000)
         raw, rate = read_audio(path)
-        assert raw.shape[0] == 2 and rate == 16000
+        assert raw.shape == (len(left), 2) and rate == 16000
         mono = load_waveform(path, 16000)
         assert mono.shape == (len(left),)
         assert float(mono.abs().max()) == pytest.approx(float(np.abs(left).max()) / 2, rel=0.1)

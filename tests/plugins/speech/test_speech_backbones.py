@@ -162,15 +162,23 @@ def test_ssl_tiny_loads_from_a_local_checkpoint(tmp_path, name):
 
 
 def test_ssl_feature_extractor_stays_frozen_under_a_full_strategy():
+    from ft.contracts import TaskInfo
+    from ft.freezing import FreezeStrategy, apply_strategy, parameter_table
+    from ft.model import FtModel
+
     enc = make_builder("hubert_base")(SslOptions(weights="random", config="tiny"), CTX)
-    enc.requires_grad_(True)  # what the "full" strategy does
-    enc(torch.randn(2, 8000)).pow(2).sum().backward()
     fe = [p for n, p in enc.named_parameters() if n.startswith("model.feature_extractor.")]
     rest = [p for n, p in enc.named_parameters() if not n.startswith("model.feature_extractor.")]
-    assert fe and all(p.grad is None for p in fe)
+    assert fe and not any(p.requires_grad for p in fe)
+    enc.requires_grad_(True)  # what the "full" strategy does on its own
+    enc(torch.randn(2, 8000)).pow(2).sum().backward()
+    assert all(p.grad is None for p in fe)  # forward keeps it out of the graph regardless
     assert all(p.grad is not None for p in rest)
-    enc.refreeze()
-    assert not any(p.requires_grad for p in fe) and enc.always_frozen == ("model.feature_extractor",)
+    model = FtModel(enc, torch.nn.Linear(32, 2), TaskInfo("classification", 2))
+    apply_strategy(FreezeStrategy(), model)  # the engine re-freezes what always_frozen names
+    assert not any(p.requires_grad for p in fe) and all(p.requires_grad for p in rest)
+    table = {row["group"]: row for row in parameter_table(model)}
+    assert table["feature_extractor"]["trainable"] == 0 and table["layer0"]["frozen"] == 0
 
 
 def test_ssl_layer_choice_lengths_and_errors(tmp_path):

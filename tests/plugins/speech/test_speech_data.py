@@ -180,3 +180,15 @@ def test_accent_corpus_splits_are_speaker_and_sentence_disjoint():
     for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
         assert not {r["speaker"] for r in by_split[a]} & {r["speaker"] for r in by_split[b]}
     assert len({r["label"] for r in rows}) == 8
+
+
+def test_truncated_file_is_caught_by_preload_before_training(tone_folder, backbone):
+    root = tone_folder(n_per_class=4, seconds=0.5)
+    flac = root / "mid" / "truncated.flac"
+    write(flac, tone(400, 1.0, 16000), 16000)
+    flac.write_bytes(flac.read_bytes()[: flac.stat().st_size // 2])  # header fine, data cut off
+    with pytest.raises(DataError, match=r"truncated.flac: cannot read audio"):
+        build_folder(FolderOptions(path=root), backbone, CTX)
+    bundle = build_folder(FolderOptions(path=root, skip_bad=True), backbone, CTX)
+    assert bundle.info["skipped"] == {"undecodable": 1}
+    assert all(e.path != flac for s in (bundle.train, bundle.val, bundle.test) for e in s.entries)

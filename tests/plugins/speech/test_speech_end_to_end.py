@@ -20,8 +20,8 @@ def recipe(root, out, **over):
         "backbone": {"name": "logmel_cnn", "channels": [8, 16, 32, 32]},
         "head": {"type": "linear"},
         "freeze": {"strategy": "full"},
-        "optim": {"lr": 3e-3, "schedule": "constant"},
-        "train": {"epochs": 6, "batch_size": 8, "progress": False, "seed": 0},
+        "optim": {"lr": 1e-2, "schedule": "constant"},
+        "train": {"epochs": 10, "batch_size": 8, "progress": False, "seed": 0},
         "output": {"dir": str(out)},
     }
     for section, values in over.items():
