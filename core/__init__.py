@@ -21,7 +21,7 @@ hookimpl = pluggy.HookimplMarker("ft")
 
 _LAZY = {
     "run": "engine", "build_model": "engine", "load_run": "engine", "evaluate_run": "engine",
-    "predict_run": "engine", "Result": "engine", "assemble": "engine",
+    "predict_run": "engine", "export_run": "engine", "Result": "engine", "assemble": "engine",
     "load_recipe": "recipe", "Recipe": "recipe",
     "Trainer": "trainer", "FitResult": "trainer", "RunInfo": "trainer",
     "FtModel": "model",

@@ -21,6 +21,7 @@ examples:
   ft plugins
   ft eval runs/speech_accent-20261125-101500 --split test
   ft predict runs/speech_accent-20261125-101500 clip.wav
+  ft export runs/speech_accent-20261125-101500 exported/accent
 """
 
 
@@ -52,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("run_dir")
     ev.add_argument("--split", default="test", choices=["train", "val", "test"])
     ev.add_argument("--json", action="store_true")
+
+    ex = sub.add_parser("export", help="write a run's model for inference (LoRA merged) as a loadable folder")
+    ex.add_argument("run_dir")
+    ex.add_argument("out_dir")
 
     pr = sub.add_parser("predict", help="predict with a finished run's model (paths or texts)")
     pr.add_argument("run_dir")
@@ -147,6 +152,14 @@ def _eval(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from .engine import export_run
+
+    out = export_run(args.run_dir, args.out_dir)
+    print(f"ft: exported {args.run_dir} to {out} (ft predict {out} ...)")
+    return 0
+
+
 def _predict(args) -> int:
     from .engine import predict_run
 
@@ -162,7 +175,7 @@ def _predict(args) -> int:
 
 
 COMMANDS = {"run": _run, "validate": _validate, "show": _show, "plugins": _plugins, "eval": _eval,
-            "predict": _predict}
+            "export": _export, "predict": _predict}
 
 
 if __name__ == "__main__":

@@ -267,6 +267,36 @@ class _KeepAsIs(FreezeStrategy):
         pass
 
 
+def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
+    """Write a run's model for inference: the strategy's export (LoRA merged
+    into the base weights) as a directory that is itself a loadable run
+    (``ft eval``/``ft predict``/``ft.load_run`` work on it)."""
+    import shutil
+
+    from .checkpoint import save_weights
+
+    loaded = load_run(run_dir)
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise FtError("the export folder is not empty", where=str(out), hint="choose a new folder")
+    exported = loaded.strategy.export(loaded.model)
+    recipe = loaded.recipe.to_dict()
+    if set(exported.state_dict()) != set(loaded.model.state_dict()):
+        recipe["freeze"] = {"strategy": "full"}  # the structure is plain again (adapters merged)
+    (out / "best").mkdir(parents=True, exist_ok=True)
+    save_weights(exported, out / "best" / "model.safetensors")
+    import tomli_w
+
+    (out / "recipe.toml").write_text(tomli_w.dumps(recipe))
+    for name in ("task.json", "data.json", "MODEL_CARD.md", "summary.json"):
+        if (loaded.run_dir / name).exists():
+            shutil.copy2(loaded.run_dir / name, out / name)
+    write_json_atomic(out / "export.json", {"source": str(Path(run_dir).resolve()),
+                                            "strategy": loaded.recipe.freeze.name,
+                                            "merged": recipe["freeze"]["strategy"] != loaded.recipe.freeze.name})
+    return out
+
+
 @torch.no_grad()
 def predict_run(run_dir: str | Path, inputs: list[str], top_k: int = 3) -> list[list[tuple[str, float]]]:
     """Top predictions for raw inputs (paths or texts) with a run's model."""

@@ -115,3 +115,28 @@ def test_lora_skips_layers_the_backbone_pins(registry):
     LoraStrategy(LoraOptions(target_modules=["q"])).apply(model)
     adapted = {n.split(".lora_")[0] for n, _ in model.backbone.named_parameters() if ".lora_" in n}
     assert adapted == {"blocks.1.q"}
+
+
+def test_ft_export_merges_lora_into_a_loadable_run(transformer, make_recipe, tmp_path):
+    recipe = transformer_recipe(make_recipe, freeze={"strategy": "lora", "target_modules": ["q", "v"]},
+                                optim={"lr": 3e-3}, train={"epochs": 2})
+    result = ft.run(recipe, quiet=True)
+    from ft.cli import main
+
+    assert main(["export", str(result.run_dir), str(tmp_path / "exported")]) == 0
+    exported = ft.load_run(tmp_path / "exported")
+    assert exported.recipe.freeze.name == "full"  # plain layers: no adapters to re-inject
+    assert not any(".lora_" in n for n, _ in exported.model.named_parameters())
+    tokens = _tokens()
+    result.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(exported.model(tokens), result.model(tokens), atol=1e-5, rtol=0)
+    with pytest.raises(ft.FtError, match="not empty"):
+        ft.export_run(result.run_dir, tmp_path / "exported")
+
+
+def test_export_of_a_plain_run_keeps_its_strategy(registry, make_recipe, tmp_path):
+    result = ft.run(make_recipe(train={"epochs": 1}), quiet=True)
+    out = ft.export_run(result.run_dir, tmp_path / "plain")
+    assert ft.load_run(out).recipe.freeze.name == "full"
+    assert ft.evaluate_run(out)["accuracy"] == pytest.approx(result.metrics["test"]["accuracy"])
