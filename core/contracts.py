@@ -98,6 +98,12 @@ class Backbone(nn.Module):
         """
         return [LayerGroup("backbone", [p for p in self.parameters()])]
 
+    def bind_data(self, task: "TaskInfo", info: dict) -> None:
+        """Called once after the data is read (and, when a finished run is
+        reloaded, with the saved ``data.json`` info) before the head is
+        built: for backbones whose shape depends on the data, such as ID
+        embedding tables sized by the vocabulary. May set ``feature_dim``."""
+
     def preprocess(self, train: bool) -> Callable[[Any], Any] | None:
         """Per-example transform from a raw example (image, text, waveform)
         to model inputs; ``train=True`` may add random augmentation."""

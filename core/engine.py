@@ -66,11 +66,7 @@ def _ctx(recipe: Recipe, load_pretrained: bool) -> BuildContext:
 def build_backbone(recipe: Recipe, registry: Registry | None = None, load_pretrained: bool = True) -> Backbone:
     registry = registry or get_registry()
     spec = registry.get("ft_backbones", recipe.backbone.name)
-    backbone = spec.build(recipe.backbone.options, _ctx(recipe, load_pretrained))
-    if not isinstance(getattr(backbone, "feature_dim", None), int):
-        raise FtError(f"backbone {recipe.backbone.name!r} has no integer feature_dim",
-                      where=f"plugin {registry.provider('ft_backbones', recipe.backbone.name)}")
-    return backbone
+    return spec.build(recipe.backbone.options, _ctx(recipe, load_pretrained))
 
 
 def build_data(recipe: Recipe, backbone: Backbone, registry: Registry | None = None) -> DataBundle:
@@ -98,14 +94,22 @@ def build_strategy(recipe: Recipe, registry: Registry | None = None) -> FreezeSt
 
 
 def assemble(recipe: Recipe, registry: Registry | None = None, *, load_pretrained: bool = True,
-             task: TaskInfo | None = None) -> tuple[FtModel, DataBundle | None, FreezeStrategy]:
-    """Backbone, data (unless ``task`` is given), head, strategy."""
+             task: TaskInfo | None = None, data_info: dict | None = None
+             ) -> tuple[FtModel, DataBundle | None, FreezeStrategy]:
+    """Backbone, data (unless ``task`` and the saved ``data_info`` are
+    given), head, strategy."""
     registry = registry or get_registry()
     backbone = build_backbone(recipe, registry, load_pretrained)
     bundle = None
     if task is None:
         bundle = build_data(recipe, backbone, registry)
         task = bundle.task
+        backbone.bind_data(task, bundle.info)
+    else:
+        backbone.bind_data(task, data_info or {})
+    if not isinstance(getattr(backbone, "feature_dim", None), int):
+        raise FtError(f"backbone {recipe.backbone.name!r} has no integer feature_dim",
+                      where=f"plugin {registry.provider('ft_backbones', recipe.backbone.name)}")
     head = build_head(recipe, backbone.feature_dim, task, registry)
     return FtModel(backbone, head, task), bundle, build_strategy(recipe, registry)
 
@@ -233,7 +237,9 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         raise FtError("not an ft run directory (no recipe.toml)", where=str(run_dir))
     recipe = load_recipe(run_dir / "recipe.toml")
     task = TaskInfo.from_json(json.loads((run_dir / "task.json").read_text()))
-    model, _, strategy = assemble(recipe, load_pretrained=False, task=task)
+    info_path = run_dir / "data.json"
+    data_info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    model, _, strategy = assemble(recipe, load_pretrained=False, task=task, data_info=data_info)
     apply_strategy(strategy, model)
     weights = run_dir / "best" / "model.safetensors"
     if not weights.exists():
