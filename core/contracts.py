@@ -161,7 +161,10 @@ class DataBundle:
     ``train_augmented`` says whether the
     training transform is random. ``fingerprint`` identifies the data (file
     names, sizes, options) for caches. ``info`` is saved to the run directory
-    (class names, id maps, counts, skipped files).
+    (class names, id maps, counts, skipped files). ``batcher`` optionally
+    groups an epoch's shuffled indices into batches (``batcher(order,
+    batch_size, generator) -> list of index lists``; a pure function, e.g.
+    length bucketing for text); None means consecutive chunks.
     """
 
     train: Any
@@ -171,6 +174,7 @@ class DataBundle:
     train_augmented: bool = False
     train_eval: Any | None = None
     unlabeled: Any | None = None
+    batcher: Callable[[list, int, Any], list] | None = None
     fingerprint: str = ""
     info: dict = field(default_factory=dict)
 

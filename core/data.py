@@ -1,4 +1,4 @@
-"""Data loaders whose order is a pure function of (seed, epoch, rank).
+"""Data loaders whose batches are a pure function of (seed, epoch, rank).
 
 That is what makes an exact resume possible: the order of epoch ``e`` is the
 same whether the run was interrupted or not, and a run stopped mid-epoch
@@ -13,53 +13,67 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 
-class EpochSampler(Sampler[int]):
-    """Seeded shuffling per epoch, sharded across DDP ranks, resumable.
+#: Groups one epoch's (shuffled) indices into batches; must be a pure function
+#: of its arguments. ``batcher(order, batch_size, generator) -> batches``.
+Batcher = Callable[[list[int], int, torch.Generator], list[list[int]]]
 
-    ``set_epoch(e)`` picks the order; ``set_start(i)`` skips the first ``i``
-    indices of this rank's share (used once, when resuming mid-epoch).
+
+def consecutive_batches(order: list[int], batch_size: int, generator: torch.Generator | None = None) -> list[list[int]]:
+    """The default batcher: consecutive chunks of the epoch's order."""
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+class EpochBatchSampler(Sampler[list[int]]):
+    """Seeded batches per epoch, sharded across DDP ranks, resumable.
+
+    The epoch's order is a permutation drawn from ``(seed, epoch)``; a
+    ``batcher`` (a data format's, e.g. length bucketing for text) groups it
+    into batches, else consecutive chunks. Ranks take every
+    ``world_size``-th index before batching, so one optimizer step over all
+    ranks sees what a single process with ``world_size`` times the batch
+    would (with the default batcher). ``set_start(b)``
+    skips this rank's first ``b`` batches once (resuming mid-epoch).
     """
 
-    def __init__(self, size: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1):
-        self.size, self.shuffle, self.seed = size, shuffle, seed
+    def __init__(self, size: int, batch_size: int, *, shuffle: bool, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, batcher: Batcher | None = None):
+        self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
         self.rank, self.world_size = rank, world_size
+        self.batcher = batcher or consecutive_batches
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def set_start(self, start: int) -> None:
-        self.start = start
+    def set_start(self, batches: int) -> None:
+        self.start = batches
 
-    def _indices(self) -> list[int]:
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(self.size, generator=g).tolist()
-        else:
-            order = list(range(self.size))
-        if self.world_size > 1:  # pad so every rank gets the same count
+    def _batches(self) -> list[list[int]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.size, generator=g).tolist() if self.shuffle else list(range(self.size))
+        if self.world_size > 1:  # pad so every rank gets the same count, then take this rank's share
             order += order[: (-len(order)) % self.world_size]
             order = order[self.rank::self.world_size]
-        return order
+        return self.batcher(order, self.batch_size, g)
 
-    def __iter__(self) -> Iterator[int]:
-        order = self._indices()[self.start:]
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._batches()[self.start:]
         self.start = 0
-        return iter(order)
+        return iter(batches)
 
     def __len__(self) -> int:
-        return -(-self.size // self.world_size) - self.start
+        return len(self._batches()) - self.start
 
 
 def make_loader(dataset: Dataset, *, batch_size: int, train: bool, seed: int = 0, collate: Callable | None = None,
-                num_workers: int = 0, rank: int = 0, world_size: int = 1, pin_memory: bool = False) -> DataLoader:
-    """A DataLoader with an :class:`EpochSampler` and its own generator, so
-    worker seeds never draw from (and shift) the global RNG."""
-    sampler = EpochSampler(len(dataset), shuffle=train, seed=seed, rank=rank, world_size=world_size)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate,
-                      num_workers=num_workers, pin_memory=pin_memory, drop_last=False,
-                      generator=torch.Generator().manual_seed(seed),
-                      persistent_workers=False)
+                num_workers: int = 0, rank: int = 0, world_size: int = 1, pin_memory: bool = False,
+                batcher: Batcher | None = None) -> DataLoader:
+    """A DataLoader over an :class:`EpochBatchSampler`, with its own
+    generator so worker seeds never draw from (and shift) the global RNG."""
+    sampler = EpochBatchSampler(len(dataset), batch_size, shuffle=train, seed=seed, rank=rank,
+                                world_size=world_size, batcher=batcher)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
+                      pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))
 
 
 class TensorPairs(Dataset):

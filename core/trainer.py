@@ -143,7 +143,7 @@ class Trainer:
         ws, rank = (self.world_size, self.rank) if train else (1, 0)
         return make_loader(data, batch_size=batch, train=train, seed=self.cfg.seed, collate=self.collate,
                            num_workers=self.cfg.num_workers, rank=rank, world_size=ws,
-                           pin_memory=self.device.type == "cuda")
+                           pin_memory=self.device.type == "cuda", batcher=getattr(self.data, "batcher", None))
 
     def setup(self) -> None:
         """Seed, place the model, apply the strategy, build optimizer and schedule."""
@@ -243,14 +243,16 @@ class Trainer:
             self._cached_loaders.clear()
         if "train" not in self._cached_loaders:
             source = self.train_loader
+            # dataset order (no batcher): cached row i must be example i
             ordered = make_loader(source.dataset, batch_size=self.cfg.eval_batch_size or self.cfg.batch_size,
                                   train=False, collate=source.collate_fn, num_workers=self.cfg.num_workers)
             pairs = self.feature_cache.get("train", ordered, self.model.forward_features, self.device,
                                            self._prepare_inputs)
-            # same sampler and seed as the raw loader: the same examples in the same order
-            self._cached_loaders["train"] = make_loader(pairs, batch_size=source.batch_size, train=True,
+            # same sampler, seed and batcher as the raw loader: the same batches in the same order
+            self._cached_loaders["train"] = make_loader(pairs, batch_size=self.cfg.batch_size, train=True,
                                                         seed=self.cfg.seed, rank=self.rank,
-                                                        world_size=self.world_size)
+                                                        world_size=self.world_size,
+                                                        batcher=getattr(self.data, "batcher", None))
         self._forward = self.model.forward_head
         return self._cached_loaders["train"]
 
@@ -360,12 +362,15 @@ class Trainer:
             self.epoch = epoch
             self.strategy.set_train_mode(self.model, epoch)
             loader = self._epoch_loader(epoch)
-            sampler = getattr(loader, "sampler", None)
+            sampler = loader.batch_sampler if hasattr(loader.batch_sampler, "set_epoch") else loader.sampler
             if hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(epoch)
             batch_index = start_batch
-            if start_batch and hasattr(sampler, "set_start"):
-                sampler.set_start(start_batch * loader.batch_size)
+            if start_batch:
+                if not hasattr(sampler, "set_start"):
+                    raise FtError("cannot resume mid-epoch with this DataLoader",
+                                  hint="pass Datasets to ft.Trainer (it builds resumable loaders)")
+                sampler.set_start(start_batch)
             start_batch = 0
             bar.start_epoch(epoch + 1, self.cfg.epochs, self.steps_per_epoch)
             loss_total = torch.zeros((), device=self.device)
@@ -451,7 +456,8 @@ class Trainer:
             pairs = self.feature_cache.get(prefix, loader, self.model.forward_features, self.device,
                                            self._prepare_inputs)
             if prefix not in self._cached_loaders:
-                self._cached_loaders[prefix] = make_loader(pairs, batch_size=loader.batch_size, train=False)
+                self._cached_loaders[prefix] = make_loader(pairs, batch_size=self.cfg.eval_batch_size
+                                                           or self.cfg.batch_size, train=False)
             loader, forward = self._cached_loaders[prefix], self.model.forward_head
         evaluator = self.make_evaluator() if self.make_evaluator else None
         loss_sum, count = 0.0, 0
