@@ -65,9 +65,10 @@ class DiscriminativeLrOptions(Options):
 
     @model_validator(mode="after")
     def _option_matches_mode(self) -> "DiscriminativeLrOptions":
-        # a value that the chosen mode ignores is almost certainly a mistake
+        # a value that the chosen mode ignores is almost certainly a mistake; its
+        # default is fine (a resolved recipe writes every option out)
         unused = "decay" if self.mode == "factor" else "factor"
-        if unused in self.model_fields_set:
+        if getattr(self, unused) != type(self).model_fields[unused].default:
             used = "factor" if unused == "decay" else "decay"
             other = "layerwise" if self.mode == "factor" else "factor"
             raise ValueError(f"{unused!r} is only used with mode = {other!r}; mode = {self.mode!r} uses {used!r}")

@@ -74,3 +74,15 @@ def test_option_mistakes_are_recipe_errors(registry, make_recipe, freeze, key, m
 def test_unknown_strategy_name_suggests_the_closest(registry, make_recipe):
     with pytest.raises(ft.RecipeError, match="unknown freeze strategy 'gradual_unfreez'.*did you mean 'gradual_unfreeze'"):
         ft.load_recipe(make_recipe(freeze={"strategy": "gradual_unfreez"}))
+
+
+def test_every_strategy_round_trips_through_a_resolved_recipe(registry, make_recipe):
+    """A run's saved recipe.toml writes every option out; it must load again
+    (ft eval / ft predict / --resume depend on it)."""
+    import tomllib
+
+    required = {"freeze_bottom": {"n": 1}}
+    for name in registry.names("ft_freeze_strategies"):
+        recipe = ft.load_recipe(make_recipe(freeze={"strategy": name, **required.get(name, {})}))
+        again = ft.load_recipe(tomllib.loads(recipe.to_toml()))
+        assert again.to_dict()["freeze"] == recipe.to_dict()["freeze"], name
