@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ft.errors import FtError
+from ft.hub import hub_offline, hub_reachable
 
 RANDOM = "random"
 HUB_PREFIX = "hf-hub:"
@@ -59,25 +60,6 @@ def classify_source(text: str) -> str:
     if text.startswith(HUB_PREFIX):
         return "hub"
     return "dir" if Path(text).is_dir() else "file"
-
-
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Can we open a connection to the hub? Checked first, so an offline
-    machine gets its answer at once instead of after minutes of retries."""
-    import socket
-    from urllib.parse import urlparse
-
-    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    try:
-        socket.create_connection((url.hostname, url.port or (80 if url.scheme == "http" else 443)),
-                                 timeout=timeout).close()
-    except OSError:
-        return False
-    return True
 
 
 def resolve_source(text: str, where: str) -> WeightsSource:
