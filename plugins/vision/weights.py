@@ -17,7 +17,6 @@ same order, so each pair must agree in shape and in its last name part
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

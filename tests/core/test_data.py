@@ -66,7 +66,7 @@ def test_trainer_uses_the_data_batcher_and_resumes_mid_epoch(registry, make_reci
     recipe = make_recipe(data={"augment_noise": 0.2}, train={"epochs": 2, "time_limit": 1e-9},
                          output={"dir": str(tmp_path / "b")})
     ft.run(recipe, quiet=True)
-    resumed = ft.run(recipe, overrides={"train.time_limit": 3600}, quiet=True, resume=True)
+    ft.run(recipe, overrides={"train.time_limit": 3600}, quiet=True, resume=True)
     from safetensors.torch import load_file
 
     a = load_file(str(tmp_path / "a" / "checkpoints" / "epoch-2" / "model.safetensors"))

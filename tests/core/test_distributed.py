@@ -4,7 +4,6 @@ same model as one process with batch 32."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path

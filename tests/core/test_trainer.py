@@ -3,7 +3,6 @@ stopping rules, exact resume."""
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
