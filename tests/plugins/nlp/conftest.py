@@ -1,0 +1,47 @@
+"""Fixtures of the NLP tests (helpers live in nlp_testkit.py)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# Never reach for a hub: set before transformers / huggingface_hub read it.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on one thread: faster for them, and kinder to a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory):
+    """Folder of a random 2-layer BERT (hidden 64, with pooler) and its tokenizer."""
+    from nlp_testkit import make_tiny_bert
+
+    return make_tiny_bert(tmp_path_factory.mktemp("nlp_tiny_bert"))
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The packaged all-MiniLM-L6-v2 as an ftkit backbone (mean pooling), loaded once."""
+    from ft.contracts import BuildContext
+    from ft.plugins.nlp.backbones import MiniLMOptions, build_minilm
+
+    backbone = build_minilm(MiniLMOptions(), BuildContext())
+    return backbone.eval()
+
+
+@pytest.fixture
+def encoder(tiny_bert):
+    """``encoder(**options)`` -> a fresh hf_encoder backbone on the tiny BERT."""
+    from nlp_testkit import tiny_encoder
+
+    return lambda **options: tiny_encoder(tiny_bert, **options)
