@@ -13,6 +13,9 @@ import pytest
 # gain nothing from more, and OpenMP threads spin-waiting on a busy 2-core
 # machine made steps 10-100x slower.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Tests never reach for a model hub (set before transformers/huggingface_hub read it).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 sys.path.insert(0, str(Path(__file__).parent))
 

@@ -2,24 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
-import torch
-
-# Never reach for a hub: set before transformers / huggingface_hub read it.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on one thread: faster for them, and kinder to a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory):
