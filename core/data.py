@@ -76,17 +76,38 @@ def make_loader(dataset: Dataset, *, batch_size: int, train: bool, seed: int = 0
                       pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))
 
 
-class TensorPairs(Dataset):
-    """``(inputs[i], targets[i])`` from two aligned tensors (cached features,
-    in-memory data)."""
+def index_nested(obj: Any, i: Any) -> Any:
+    """``obj[i]`` through dicts, lists and tuples of tensors."""
+    if isinstance(obj, dict):
+        return {k: index_nested(v, i) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(index_nested(v, i) for v in obj)
+    return obj[i]
 
-    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor):
-        if len(inputs) != len(targets):
-            raise ValueError(f"{len(inputs)} inputs but {len(targets)} targets")
+
+def cat_nested(parts: list[Any]) -> Any:
+    """Concatenate along dim 0 batches that are tensors or dicts/lists/tuples of them."""
+    first = parts[0]
+    if isinstance(first, dict):
+        return {k: cat_nested([p[k] for p in parts]) for k in first}
+    if isinstance(first, (list, tuple)):
+        return type(first)(cat_nested([p[j] for p in parts]) for j in range(len(first)))
+    return torch.cat(parts)
+
+
+class TensorPairs(Dataset):
+    """``(inputs[i], targets[i])`` from aligned tensors (cached features,
+    in-memory data); targets may be a dict/list/tuple of tensors."""
+
+    def __init__(self, inputs: torch.Tensor, targets: Any):
+        from .contracts import batch_size_of
+
+        if len(inputs) != batch_size_of(targets):
+            raise ValueError(f"{len(inputs)} inputs but {batch_size_of(targets)} targets")
         self.inputs, self.targets = inputs, targets
 
     def __len__(self) -> int:
         return len(self.inputs)
 
     def __getitem__(self, i: int) -> tuple[Any, Any]:
-        return self.inputs[i], self.targets[i]
+        return self.inputs[i], index_nested(self.targets, i)

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .contracts import move_to
-from .data import TensorPairs
+from .data import TensorPairs, cat_nested
 
 
 def weights_digest(module: nn.Module) -> str:
@@ -72,14 +72,14 @@ class FeatureCache:
         path = self.directory / f"features-{split}-{self._key}.safetensors" if self.directory else None
         if path is not None and path.exists():
             tensors = load_file(str(path))
-            pairs = TensorPairs(tensors["features"], tensors["targets"])
+            pairs = TensorPairs(tensors.pop("features"), _unflatten(tensors))
         else:
             pairs = self._compute(loader, forward, device, prepare)
             self.computed.append(split)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_name(f".{path.name}.tmp")
-                save_file({"features": pairs.inputs.contiguous(), "targets": pairs.targets.contiguous()}, str(tmp))
+                save_file({"features": pairs.inputs.contiguous(), **_flatten(pairs.targets)}, str(tmp))
                 tmp.replace(path)
         self._store[split] = pairs
         return pairs
@@ -93,4 +93,17 @@ class FeatureCache:
             features.append(forward(prepare(inputs)).float().cpu())
             targets.append(move_to(target, torch.device("cpu")))
         self.backbone.train(was_training)
-        return TensorPairs(torch.cat(features), torch.cat(targets))
+        return TensorPairs(torch.cat(features), cat_nested(targets))
+
+
+def _flatten(targets: Any) -> dict[str, torch.Tensor]:
+    """Targets as safetensors entries: ``targets`` or ``targets.<key>``."""
+    if isinstance(targets, dict):
+        return {f"targets.{k}": v.contiguous() for k, v in targets.items()}
+    return {"targets": targets.contiguous()}
+
+
+def _unflatten(tensors: dict[str, torch.Tensor]) -> Any:
+    if "targets" in tensors:
+        return tensors["targets"]
+    return {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("targets.")}

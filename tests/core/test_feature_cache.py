@@ -92,3 +92,26 @@ def test_feature_cache_key_changes_with_weights():
     with torch.no_grad():
         backbone.block1[0].weight[0, 0] += 1e-3
     assert cache.key() != k1
+
+
+def test_cache_keeps_dict_targets(tmp_path):
+    """Targets that are dicts of tensors (e.g. relevant + excluded items)
+    survive the cache, in memory and on disk."""
+    from torch.utils.data import DataLoader
+
+    from ft.data import TensorPairs
+    from ft.feature_cache import FeatureCache
+    import toy_plugin
+
+    backbone = toy_plugin.ToyBackbone()
+    x = torch.randn(10, 8)
+    targets = {"relevant": torch.arange(10), "exclude": torch.arange(10).float() * 2}
+    data = TensorPairs(x, targets)
+    for directory in (None, tmp_path):
+        cache = FeatureCache(backbone, "fp", directory)
+        pairs = cache.get("train", DataLoader(data, batch_size=4), backbone, torch.device("cpu"), lambda v: v)
+        assert pairs.inputs.shape == (10, 16)
+        assert torch.equal(pairs.targets["relevant"], targets["relevant"])
+        assert torch.equal(pairs[3][1]["exclude"], torch.tensor(6.0))
+    again = FeatureCache(backbone, "fp", tmp_path).get("train", None, None, None, None)  # from disk
+    assert torch.equal(again.targets["exclude"], targets["exclude"])
