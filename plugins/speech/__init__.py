@@ -1,0 +1,51 @@
+"""Speech plugin: audio dataset formats and speech backbones (torchaudio).
+
+Registers the dataset formats ``audio_folder`` and ``audio_manifest`` and the
+backbones ``resemblyzer`` (pretrained speaker encoder), ``wav2vec2_base``,
+``hubert_base``, ``wavlm_base`` (self-supervised encoders) and ``logmel_cnn``
+(from scratch). This module only registers; torchaudio is imported when a
+backbone is built. See docs/speech.md.
+
+Modules: ``audio`` (reading, resampling, crop/pad, augmentation), ``data``
+(the formats), ``frontend`` (what speech backbones share), one module per
+backbone family.
+"""
+
+from __future__ import annotations
+
+from ft.specs import require
+
+require("torchaudio", "speech")
+require("soundfile", "speech")
+
+import ft  # noqa: E402
+from ft.specs import BackboneSpec, DatasetFormatSpec  # noqa: E402
+
+from .data import FolderOptions, ManifestOptions, build_folder, build_manifest, read_input  # noqa: E402
+from .logmel_cnn import LogmelCnnOptions, build_logmel_cnn  # noqa: E402
+from .resemblyzer import ResemblyzerOptions, build_resemblyzer  # noqa: E402
+from .ssl import FAMILIES, SslOptions, make_builder  # noqa: E402
+
+
+@ft.hookimpl
+def ft_backbones() -> list[BackboneSpec]:
+    specs = [
+        BackboneSpec("resemblyzer", build_resemblyzer, ResemblyzerOptions,
+                     description="pretrained Resemblyzer speaker encoder (LSTM, 1.4 M params, 16 kHz)"),
+        BackboneSpec("logmel_cnn", build_logmel_cnn, LogmelCnnOptions,
+                     description="small log-mel CNN trained from scratch (baseline)"),
+    ]
+    specs += [BackboneSpec(name, make_builder(name), SslOptions,
+                           description=f"torchaudio {name} (local weights file, or a bundle when online)")
+              for name in FAMILIES]
+    return specs
+
+
+@ft.hookimpl
+def ft_dataset_formats() -> list[DatasetFormatSpec]:
+    return [
+        DatasetFormatSpec("audio_folder", build_folder, FolderOptions, read_input=read_input,
+                          tasks=("classification",), description="ROOT/<class>/<clip>.{wav,flac,ogg}"),
+        DatasetFormatSpec("audio_manifest", build_manifest, ManifestOptions, read_input=read_input,
+                          tasks=("classification",), description="CSV path,label[,speaker][,split]"),
+    ]

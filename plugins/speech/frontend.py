@@ -1,0 +1,100 @@
+"""What every speech backbone shares: its sample rate, SpecAugment, volume normalisation.
+
+A speech backbone takes fixed-length mono waveforms ``[B, T]`` at its own
+``sample_rate`` and computes its features itself (torchaudio transforms in
+``forward``), so the front end the weights were trained with travels with the
+weights. SpecAugment runs inside ``forward`` only while the backbone is in
+training mode: a frozen backbone (kept in eval mode by the trainer) sees clean
+spectrograms, which is also what makes frozen-feature caching valid.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from ft.contracts import Backbone
+from ft.specs import Options
+
+
+class SpecAugmentOptions(Options):
+    """SpecAugment (Park et al. 2019) on the backbone's spectrogram, training only."""
+
+    spec_augment: bool = Field(True, description="frequency and time masking while training")
+    freq_masks: int = Field(2, ge=0, description="frequency masks per example")
+    freq_mask_width: int = Field(8, ge=0, description="largest frequency mask, in mel bands")
+    time_masks: int = Field(2, ge=0, description="time masks per example")
+    time_mask_width: int = Field(20, ge=0, description="largest time mask, in frames")
+
+
+class SpecAugment(nn.Module):
+    """Independent frequency and time masks per example on ``[B, freq, time]``.
+
+    Masked cells are set to 0: silence for a power spectrogram, the mean for
+    a normalised log spectrogram. Identity in eval mode.
+    """
+
+    def __init__(self, options: SpecAugmentOptions):
+        super().__init__()
+        import torchaudio.transforms as T
+
+        self.enabled = options.spec_augment
+        self.freq = nn.ModuleList(T.FrequencyMasking(options.freq_mask_width, iid_masks=True)
+                                  for _ in range(options.freq_masks if options.freq_mask_width else 0))
+        self.time = nn.ModuleList(T.TimeMasking(options.time_mask_width, iid_masks=True)
+                                  for _ in range(options.time_masks if options.time_mask_width else 0))
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        if not (self.training and self.enabled):
+            return spec
+        x = spec.unsqueeze(1)  # iid masks need [B, C, freq, time]
+        for mask in [*self.freq, *self.time]:
+            x = mask(x)
+        return x.squeeze(1)
+
+
+class VolumeNormalize:
+    """Scale a clip to ``target_dbfs`` RMS (Resemblyzer's ``normalize_volume``).
+
+    ``increase_only``: quieter clips are raised, louder ones left alone, as in
+    the data the Resemblyzer encoder was trained on. Silence stays silence.
+    """
+
+    def __init__(self, target_dbfs: float = -30.0, increase_only: bool = True):
+        self.target_dbfs, self.increase_only = target_dbfs, increase_only
+
+    def __call__(self, waveform: torch.Tensor) -> torch.Tensor:
+        rms = waveform.pow(2).mean().sqrt()
+        if rms <= 1e-8:
+            return waveform
+        change = self.target_dbfs - 20 * torch.log10(rms)
+        if self.increase_only and change < 0:
+            return waveform
+        return waveform * (10 ** (change / 20))
+
+
+def as_constants(module: nn.Module) -> nn.Module:
+    """Make a front end's buffers (STFT window, mel filters) non-persistent.
+
+    They are fixed functions of the options, not weights: keeping them out of
+    the state dict keeps checkpoints to the weights (and safetensors refuses
+    torchaudio's window, a view of a larger storage).
+    """
+    for sub in module.modules():
+        for name, buffer in list(sub.named_buffers(recurse=False)):
+            sub.register_buffer(name, buffer.clone(), persistent=False)
+    return module
+
+
+class SpeechBackbone(Backbone):
+    """Base of the speech backbones: mono waveforms ``[B, T]`` at ``sample_rate``.
+
+    ``preprocess(train)`` is the backbone's own per-example waveform step,
+    run after the data format's crop/pad and augmentation (None = nothing).
+    """
+
+    sample_rate: int = 16000
+
+    def preprocess(self, train: bool):
+        return None
