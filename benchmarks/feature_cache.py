@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import ft
+from ft.recipe import parse_override
 
 
 def epoch_times(run_dir: Path) -> list[float]:
@@ -35,7 +36,7 @@ def main() -> None:
     out = Path(tempfile.mkdtemp(prefix="ft-cache-bench-"))
     results = {}
     for name, cache in (("cached", "auto"), ("uncached", False)):
-        overrides = dict(ft.recipe.parse_override(o) for o in args.overrides)
+        overrides = dict(parse_override(o) for o in args.overrides)
         overrides.update({"freeze.strategy": "linear_probe", "train.cache_features": cache,
                           "train.epochs": args.epochs, "train.patience": None, "output.dir": str(out / name)})
         overrides = {k: v for k, v in overrides.items() if v is not None}
