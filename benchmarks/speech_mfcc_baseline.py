@@ -88,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
     parser.add_argument("--limit", type=int, default=None, help="at most N clips per class in each split")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads; per-clip MFCCs are tiny ops, and on a busy 2-core machine two "
+                             "OpenMP threads made them 60x slower than one")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     r = run(args.manifest, args.limit)
     print(f"MFCC+LR: test accuracy {r['test_accuracy']:.4f} (val {r['val_accuracy']:.4f}, C={r['C']:g}); "
