@@ -6,9 +6,10 @@ and wall time per way of training, at the same budget (data and epochs).
 
 Rows (freeze strategies): ``full`` (the recipe as written), ``lora``
 (rank-8 adapters on every linear layer), ``bitfit`` (biases only),
-``linear_probe`` (frozen backbone; its features are computed once and cached)
-and ``gradual_unfreeze`` (head first, then one layer group more per epoch,
-from the top). Each row is ``ft run recipes/sentiment_rotten_tomatoes.toml``
+``linear_probe`` (frozen backbone; its features are computed once and cached),
+``gradual_unfreeze`` (head first, then one layer group more per epoch,
+from the top), ``lp_ft`` (one epoch of probing, then everything at the
+recipe's rate) and ``l2sp`` (full, pulled toward the pretrained weights). Each row is ``ft run recipes/sentiment_rotten_tomatoes.toml``
 with overrides in a fresh subprocess, so its peak resident memory (ru_maxrss)
 is its own; the fixed 1,000-snippet test split is the same for every row.
 The table and the per-row settings are printed and saved as JSON. Times
@@ -36,6 +37,10 @@ ROWS: dict[str, dict] = {
     "bitfit": {"freeze.strategy": "bitfit", "optim.lr": 1e-3},
     "linear_probe": {"freeze.strategy": "linear_probe", "optim.lr": 3e-3},
     "gradual_unfreeze": {"freeze.strategy": "gradual_unfreeze", "freeze.every": 1},
+    # one epoch probing the head at the probe's rate, then everything at the recipe's 8e-5
+    "lp_ft": {"freeze.strategy": "lp_ft", "freeze.probe_epochs": 1, "optim.lr": 3e-3,
+              "freeze.ft_lr_mult": 8e-5 / 3e-3, "freeze.head_ft_lr_mult": 8e-5 / 3e-3},
+    "l2sp": {"freeze.strategy": "l2sp"},
 }
 
 

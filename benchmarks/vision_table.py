@@ -6,8 +6,11 @@ of training, at the same budget (the same epochs and data).
 
 Rows: ``scratch`` (random weights, everything trains), ``linear_probe``
 (frozen backbone, augmentation off so its features are cached), ``full``
-(the recipe as written), ``lp_ft`` (probe first, then fine-tune; only when
-that freeze strategy is registered). Every row is ``ft.run`` on
+(the recipe as written), ``lp_ft`` (probe first, then fine-tune), and the
+rest of the freeze library: ``gradual_unfreeze`` (one group more per epoch),
+``bitfit`` (biases, norms' shifts and the head), ``lora`` (a row that says
+why not: this backbone has no nn.Linear layers) and ``l2sp``. A strategy
+row appears only when that strategy is registered. Every row is ``ft.run`` on
 recipes/fashion_mnist.toml with overrides, one after another in this process;
 the table and the per-row settings are printed and saved as JSON. Times are
 only comparable between rows of one invocation on an otherwise idle machine.
@@ -38,6 +41,10 @@ def rows(args, strategies: set[str]) -> list[tuple[str, dict]]:
         out.append(("lp_ft", {"freeze.strategy": "lp_ft", "freeze.probe_epochs": 1, **probe_lr,
                               "freeze.ft_lr_mult": args.lr / args.probe_lr,
                               "freeze.head_ft_lr_mult": args.lr / args.probe_lr}))
+    # the rest of the freeze library at the recipe's learning rate (issue 3's strategy table)
+    extra = {"gradual_unfreeze": {"freeze.every": 1}, "bitfit": {"optim.lr": args.probe_lr}, "lora": {},
+             "l2sp": {}}
+    out += [(name, {"freeze.strategy": name, **o}) for name, o in extra.items() if name in strategies]
     return out
 
 
@@ -64,7 +71,12 @@ def main() -> None:
             continue
         settings = {**base, **overrides, "output.dir": str(work / name)}
         t0 = time.perf_counter()
-        result = ft.run(args.recipe, settings, quiet=True)
+        try:
+            result = ft.run(args.recipe, settings, quiet=True)
+        except ft.FtError as exc:  # a strategy that cannot apply to this backbone: a row that says why
+            print(f"{name:>16}: n/a: {str(exc).splitlines()[0]}", flush=True)
+            results.append({"row": name, "error": str(exc).splitlines()[0], "overrides": settings})
+            continue
         wall = time.perf_counter() - t0
         test = result.metrics.get("test", {})
         results.append({"row": name, "test_accuracy": test.get("accuracy"), "wall_s": round(wall, 1),
@@ -75,7 +87,10 @@ def main() -> None:
 
     print("\n| way of training | test accuracy | wall time |\n|---|---|---|")
     for r in results:
-        print(f"| {r['row']} | {100 * r['test_accuracy']:.2f} % | {r['wall_s']:.0f} s |")
+        if "error" in r:
+            print(f"| {r['row']} | n/a: {r['error']} | |")
+        else:
+            print(f"| {r['row']} | {100 * r['test_accuracy']:.2f} % | {r['wall_s']:.0f} s |")
     out = args.out or work / "vision_table.json"
     out.write_text(json.dumps({"epochs": args.epochs, "limit_per_class": args.limit_per_class,
                                "results": results}, indent=2))
