@@ -246,6 +246,9 @@ class Trainer:
             # dataset order (no batcher): cached row i must be example i
             ordered = make_loader(source.dataset, batch_size=self.cfg.eval_batch_size or self.cfg.batch_size,
                                   train=False, collate=source.collate_fn, num_workers=self.cfg.num_workers)
+            if "train" not in self.feature_cache._store and getattr(self, "_bar", None) is not None:
+                self._bar.message(f"ft: feature cache: running the frozen backbone once over "
+                                  f"{len(source.dataset):,} training examples")
             pairs = self.feature_cache.get("train", ordered, self.model.forward_features, self.device,
                                            self._prepare_inputs)
             # same sampler, seed and batcher as the raw loader: the same batches in the same order
@@ -346,6 +349,7 @@ class Trainer:
         if log and resume:
             log.truncate_after(start_epoch)
         bar = ProgressBar(self.cfg.progress, self.cfg.log_every, quiet=self.quiet or not main)
+        self._bar = bar
         info = RunInfo(self.recipe, self.run_dir, self.model, self.device, self.precision, self)
         self.info = info
         if main:
