@@ -65,18 +65,25 @@ class FreezeBottomStrategy(ConfiguredStrategy):
         train_with_frozen_norms(self, model, epoch, self._frozen(model))
 
 
+def is_bias(name: str) -> bool:
+    """A bias term: ``...bias`` (linear, conv, norm shifts) or a recurrent
+    layer's ``bias_ih_l0`` / ``bias_hh_l1_reverse`` (nn.LSTM, nn.GRU, nn.RNN)."""
+    return name.rsplit(".", 1)[-1].startswith("bias")
+
+
 class BitFitStrategy(ConfiguredStrategy):
-    """Only the backbone's biases (parameters named ``*bias``) and the head train."""
+    """Only the backbone's biases (``*bias``, and recurrent layers' ``bias_ih_*`` / ``bias_hh_*``)
+    and the head train."""
 
     name = "bitfit"
 
     def apply(self, model: nn.Module) -> None:
         split = split_model(model, self.name)
         model.requires_grad_(False)
-        biases = [p for name, p in split.backbone.named_parameters() if name.endswith("bias")]
+        biases = [p for name, p in split.backbone.named_parameters() if is_bias(name)]
         if not biases:
             raise strategy_error(self.name, f"backbone {type(split.backbone).__name__} has no bias parameters "
-                                            f"(no parameter name ends with 'bias'), so nothing would train in it",
+                                            f"(no parameter named '*bias' or 'bias_*'), so nothing would train in it",
                                  hint="use 'lora' or 'linear_probe' for a backbone without biases")
         for p in biases:
             p.requires_grad_(True)

@@ -149,3 +149,29 @@ def test_layerwise_strategies_need_several_layer_groups(registry):
     lp_ft.apply(model)  # lp_ft itself works on one group; only its lr_decay needs several
     with pytest.raises(ft.FtError, match=r"freeze.lr_decay \(strategy 'lp_ft'\)"):
         lp_ft.param_groups(model)
+
+
+class _Recurrent(Backbone):
+    """An LSTM (biases named bias_ih_l0 / bias_hh_l0 / ..._reverse) and a bias-free projection."""
+
+    feature_dim = 4
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(3, 2, num_layers=2, batch_first=True, bidirectional=True)
+        self.proj = nn.Linear(4, 4, bias=False)
+
+    def forward(self, x):
+        return self.proj(self.lstm(x)[0].mean(1))
+
+
+def test_bitfit_trains_recurrent_layers_biases(registry):
+    from ft.plugins.freeze.basic import NoOptions
+    from ft.plugins.freeze.partial import BitFitStrategy
+
+    model = FtModel(_Recurrent(), nn.Linear(4, 2), ft.TaskInfo("classification", 2))
+    BitFitStrategy(NoOptions()).apply(model)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    lstm_biases = {f"backbone.lstm.bias_{kind}_l{layer}{suffix}" for kind in ("ih", "hh") for layer in (0, 1)
+                   for suffix in ("", "_reverse")}
+    assert trainable == lstm_biases | {"head.weight", "head.bias"}
