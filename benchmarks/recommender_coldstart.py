@@ -1,52 +1,134 @@
-"""MovieLens-100k cold start: most-popular vs from scratch vs fine-tuned.
+"""MovieLens-100k cold start: most popular vs from scratch vs fine-tuned, cross-fitted.
 
     python benchmarks/recommender_coldstart.py --threads 1
 
-Pretrains recipes/movielens_pretrain.toml (into a temp folder, not runs/),
-then on the cold-start split of recipes/movielens_coldstart.toml (192 users
-absent before the 80% timestamp quantile, first 5 interactions known; 48
-validation users, 144 test users) measures NDCG@10, Recall@10 and HitRate@10
-over the full catalogue for:
+The cold-start split of recipes/movielens_coldstart.toml: 192 users absent
+before the 80% timestamp quantile, their first 5 interactions known (the
+training data of every row), all their later interactions to be ranked over
+the full catalogue minus the known 5.
+
+What is compared (NDCG@10, Recall@10):
 
 * most popular: counts over the pretraining period + the known interactions;
-* from scratch: the recipe's model with random init, trained on the 960
-  known cold-start interactions;
-* pretrained, no fine-tuning (zero-shot: new users start as the average user);
-* fine-tuned with the item table frozen (``freeze_bottom`` n = 1);
-* fine-tuned with nothing frozen (``full``).
+* from scratch: a model with random init trained on the 960 known interactions;
+* pretrained, no fine-tuning (new users start as the average pretrained user);
+* fine-tuned from the pretrained run, item table frozen (``freeze_bottom`` n=1);
+* fine-tuned from the pretrained run, nothing frozen (``full``).
 
-Honest tuning: every trained row picks its learning rate on the validation
-users (and its best epoch by val ndcg@10, the trainer's best-model rule);
-test users are only scored. The selected settings are then re-run with more
-training seeds (``--seeds``) and the test figures reported as mean and
-spread, and each seed-0 run is compared with most-popular user by user (a
-paired bootstrap interval of the difference). Results are printed as a
-Markdown table and saved as JSON.
+Each trained row is a *procedure*: pick the backbone (``mf``, ``two_tower``,
+``sasrec``; each pretrained once on the first 80% by time with
+recipes/movielens_pretrain.toml's settings), the learning rate and the
+number of epochs by validation NDCG@10, then score. Every configuration is
+trained once; a lifecycle hook (``ft_epoch_end``, registered like any
+plugin) scores all 192 users after every epoch, user by user.
+
+Cross-fitting makes the estimate honest and uses every user: the 192 users
+are cut into ``--folds`` seeded folds; for each fold the configuration and
+epoch are chosen on the other folds' users and only that fold's users are
+scored with it. Every user is thus scored by a model selected without them;
+the pooled 192-user means are reported, with paired bootstrap 95%
+intervals (resampling users) of the differences to most popular and to
+from scratch. Separately, the configuration the recipe should use is the one
+chosen on the recipe's own 48 validation users (its 144 test users unseen).
+Results are printed as Markdown and saved as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
+
+import ft
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAIN = ROOT / "recipes" / "movielens_pretrain.toml"
 COLDSTART = ROOT / "recipes" / "movielens_coldstart.toml"
 QUIET = {"train.progress": False, "train.checkpoint": False}
+#: the backbones compared, each with the same width; pretrained with movielens_pretrain.toml's loop
+BACKBONES = {
+    "mf": {"name": "mf", "dim": 64},
+    "two_tower": {"name": "two_tower", "dim": 64, "hidden": 128, "history": 50, "user_id": True},
+    # 20 latest items: attention over 50 made pretraining ~10x slower on one CPU thread
+    "sasrec": {"name": "sasrec", "dim": 64, "max_history": 20, "layers": 2, "heads": 2, "dropout": 0.2},
+}
+FREEZE = {"item table frozen": {"strategy": "freeze_bottom", "n": 1}, "nothing frozen": {"strategy": "full"}}
+METRICS = ("ndcg@10", "recall@10")
 
 
-def popularity(recipe) -> tuple[dict[str, dict[str, float]], "torch.Tensor"]:
-    """Most-popular metrics on the val and test users of the recipe's split, and its scores."""
-    import numpy as np
+class PerUserScores:
+    """A lifecycle-hook plugin: after every epoch (and once before the first)
+    it ranks the full catalogue for every cold-start user (val and test
+    users of the recipe's split) and keeps each user's NDCG@10 and
+    Recall@10. The model's train/eval modes are restored afterwards, so
+    training is unchanged."""
+
+    def __init__(self):
+        self.current: list[np.ndarray] | None = None
+        self._data: dict[str, tuple] = {}
+
+    def _users(self, run):
+        import torch
+        from torch.utils.data import default_collate
+
+        from ft.engine import build_data
+
+        key = run.recipe.backbone.name
+        if key not in self._data:
+            bundle = build_data(run.recipe, run.model.backbone)
+            examples = [ds[i] for ds in (bundle.val, bundle.test) for i in range(len(ds))]
+            inputs, targets = default_collate(examples)
+            order = torch.argsort(inputs["user"])  # a fixed user order, the same for every run
+            inputs = {k: v[order] for k, v in inputs.items()}
+            self._data[key] = (inputs, targets[order], inputs["user"].numpy())
+        return self._data[key]
+
+    def _score(self, run) -> None:
+        import torch
+
+        from ft.plugins.recommender.heads import ranking_metrics
+
+        inputs, targets, _ = self._users(run)
+        model = run.model
+        modes = {m: m.training for m in model.modules()}
+        model.eval()
+        try:
+            with torch.no_grad():
+                scores = model({k: v.to(run.device) for k, v in inputs.items()}).cpu()
+        finally:
+            for m, mode in modes.items():
+                m.training = mode
+        per_user = ranking_metrics(scores, targets[:, 0], targets[:, 1])
+        self.current.append(np.stack([per_user[m].numpy() for m in METRICS], axis=1))
+
+    def user_ids(self) -> np.ndarray:
+        return next(iter(self._data.values()))[2]
+
+    @ft.hookimpl
+    def ft_run_start(self, run) -> None:
+        self.current = []
+        self._score(run)
+
+    @ft.hookimpl
+    def ft_epoch_end(self, run, epoch, metrics) -> None:
+        self._score(run)
+
+
+def popularity(recipe, user_ids: np.ndarray) -> np.ndarray:
+    """Most popular, per user ``[n_users, len(METRICS)]``, users in ``user_ids`` order."""
+    import torch
+    from torch.utils.data import default_collate
 
     from ft.contracts import BuildContext
     from ft.plugins.recommender import data as rec_data
-    from ft.plugins.recommender.baselines import popularity_metrics, popularity_scores
+    from ft.plugins.recommender.baselines import popularity_scores
+    from ft.plugins.recommender.heads import ranking_metrics
 
     fmt, options = recipe.data.name, recipe.data.options
     bundle = rec_data.build_bundle(fmt, options, None, BuildContext(task_type="ranking"))
@@ -54,56 +136,39 @@ def popularity(recipe) -> tuple[dict[str, dict[str, float]], "torch.Tensor"]:
     index = {x: i + 1 for i, x in enumerate(bundle.info["vocab"]["item"])}
     items = np.array([index[x] for x in inter.items.tolist()])
     scores = popularity_scores(items, np.concatenate([sp.before, sp.train]), bundle.task.num_outputs)
-    return {"val": popularity_metrics(bundle.val, scores), "test": popularity_metrics(bundle.test, scores)}, scores
+    inputs, targets = default_collate([ds[i] for ds in (bundle.val, bundle.test) for i in range(len(ds))])
+    order = torch.argsort(inputs["user"])
+    assert np.array_equal(inputs["user"][order].numpy(), user_ids), "user order differs from the runs'"
+    targets = targets[order]
+    per_user = ranking_metrics(scores.expand(len(targets), -1), targets[:, 0], targets[:, 1])
+    return np.stack([per_user[m].numpy() for m in METRICS], axis=1), set(
+        int(u) for u in default_collate([bundle.val[i] for i in range(len(bundle.val))])[0]["user"])
 
 
-def paired(run_dir: Path, pop_scores, boots: int = 5000) -> dict[str, list[float]]:
-    """Test users' metric differences, run minus most popular: mean and a
-    paired bootstrap 95% interval (resampling users), per metric."""
-    import numpy as np
-    import torch
-    from torch.utils.data import default_collate
-
-    import ft
-    from ft.plugins.recommender.heads import ranking_metrics
-
-    loaded = ft.load_run(run_dir)
-    test = ft.engine.build_data(loaded.recipe, loaded.model.backbone).test
-    inputs, targets = default_collate([test[i] for i in range(len(test))])
-    with torch.no_grad():
-        mine = ranking_metrics(loaded.model(inputs), targets[:, 0], targets[:, 1])
-    pop = ranking_metrics(pop_scores.expand(len(targets), -1), targets[:, 0], targets[:, 1])
-    rng = np.random.default_rng(0)
-    draws = rng.integers(0, len(targets), (boots, len(targets)))
-    out = {}
-    for name in ("ndcg@10", "recall@10"):
-        diff = (mine[name] - pop[name]).numpy()
-        out[name] = [float(diff.mean()), *np.percentile(diff[draws].mean(1), [2.5, 97.5]).tolist()]
-    return out
+def choose(candidates: dict[str, np.ndarray], users: np.ndarray) -> tuple[str, int]:
+    """The (configuration, row of its curve) with the best mean NDCG@10 over ``users``."""
+    return max(((name, e) for name, curve in candidates.items() for e in range(curve.shape[0])),
+               key=lambda ne: np.nanmean(candidates[ne[0]][ne[1], users, 0]))
 
 
-def zero_shot(recipe) -> dict[str, dict[str, float]]:
-    """The pretrained model (rows carried by ID, new users = the average user), not trained."""
-    from ft.engine import _KeepAsIs, assemble
-    from ft.trainer import Trainer
-
-    model, bundle, _ = assemble(recipe)
-    trainer = Trainer(model, bundle.train, None, train=recipe.train, optim=recipe.optim, strategy=_KeepAsIs(),
-                      quiet=True)
-    return {split: {k.split("_", 1)[1]: v for k, v in trainer.evaluate(data, split).items()}
-            for split, data in (("val", bundle.val), ("test", bundle.test))}
-
-
-def slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name)
+def cross_fit(candidates: dict[str, np.ndarray], first_epoch: int, folds: list[np.ndarray], n_users: int):
+    """Per-user scores where each fold's users are scored by the choice made on
+    the other folds. Row ``e`` of a curve is the model after ``first_epoch + e`` epochs."""
+    out = np.full((n_users, len(METRICS)), np.nan)
+    chosen = []
+    for fold in folds:
+        rest = np.setdiff1d(np.arange(n_users), fold)
+        name, e = choose(candidates, rest)
+        out[fold] = candidates[name][e, fold]
+        chosen.append(f"{name} @ epoch {first_epoch + e}")
+    return out, chosen
 
 
-def train(overrides: dict, out: Path) -> dict:
-    import ft
-
-    result = ft.run(COLDSTART, {**QUIET, **overrides, "output.dir": str(out)}, quiet=True)
-    return {"val": result.metrics["val"], "test": result.metrics["test"], "best_epoch": result.summary["best_epoch"],
-            "train_seconds": result.summary["train_seconds"], "run_dir": str(out)}
+def paired(a: np.ndarray, b: np.ndarray, boots: int = 5000, seed: int = 0) -> list[float]:
+    """Mean of ``a - b`` over users and its paired bootstrap 95% interval."""
+    diff = a - b
+    draws = np.random.default_rng(seed).integers(0, len(diff), (boots, len(diff)))
+    return [float(np.nanmean(diff)), *np.percentile(np.nanmean(diff[draws], axis=1), [2.5, 97.5]).tolist()]
 
 
 def main() -> None:
@@ -111,8 +176,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--lrs", type=float, nargs="+", default=[3e-3, 1e-3, 3e-4], help="fine-tuning grid")
     parser.add_argument("--scratch-lrs", type=float, nargs="+", default=[1e-2, 3e-3, 1e-3])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds of the chosen settings")
-    parser.add_argument("--pretrained", type=Path, default=None, help="reuse a finished pretraining run directory")
+    parser.add_argument("--epochs", type=int, default=30, help="epochs per configuration (each one a candidate)")
+    parser.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
+    parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--out", type=Path, default=None, help="working folder (default: a temp folder)")
     args = parser.parse_args()
 
@@ -124,65 +190,83 @@ def main() -> None:
     work = args.out or Path(tempfile.mkdtemp(prefix="rec_coldstart_"))
     work.mkdir(parents=True, exist_ok=True)
     load0, t0 = os.getloadavg()[0], time.time()
-    report: dict = {"load_start": load0, "threads": args.threads}
+    report: dict = {"load_start": load0, "threads": args.threads, "epochs": args.epochs, "folds": args.folds}
 
-    pre = args.pretrained
-    if pre is None:
-        import ft
+    def run(recipe: Path, overrides: dict, out: Path):
+        return ft.run(recipe, {**QUIET, "train.epochs": args.epochs, **overrides, "output.dir": str(out)},
+                      quiet=True)
 
-        pre = work / "pretrain"
-        result = ft.run(PRETRAIN, {**QUIET, "output.dir": str(pre)}, quiet=True)
-        report["pretrain"] = {"test": result.metrics["test"], "train_seconds": result.summary["train_seconds"]}
-        print(f"pretrained in {result.summary['train_seconds']:.0f} s: {result.metrics['test']}", flush=True)
-    init = {"backbone.init_from": str(pre)}
+    pretrained, report["pretrain"] = {}, {}
+    for name in args.backbones:
+        result = ft.run(PRETRAIN, {**QUIET, "backbone": BACKBONES[name], "output.dir": str(work / f"pre_{name}")},
+                        quiet=True)
+        pretrained[name] = work / f"pre_{name}"
+        report["pretrain"][name] = {"test": result.metrics["test"], "train_seconds": result.summary["train_seconds"]}
+        print(f"pretrained {name} in {result.summary['train_seconds']:.0f} s: test ndcg@10 "
+              f"{result.metrics['test']['ndcg@10']:.4f}", flush=True)
 
-    recipe = load_recipe(COLDSTART, {**QUIET, **init})
-    pop_row, pop_scores = popularity(recipe)
-    rows: dict[str, dict] = {"most popular": pop_row}
-    rows["pretrained, no fine-tuning"] = zero_shot(recipe)
-    print(f"pretrained, no fine-tuning: val ndcg@10 {rows['pretrained, no fine-tuning']['val']['ndcg@10']:.4f}",
-          flush=True)
-    grids = {
-        "from scratch": [{"backbone.init_from": None, "freeze": {"strategy": "full"}, "optim.lr": lr}
-                         for lr in args.scratch_lrs],
-        "fine-tuned, item table frozen": [{**init, "optim.lr": lr} for lr in args.lrs],
-        "fine-tuned, nothing frozen": [{**init, "freeze": {"strategy": "full"}, "optim.lr": lr} for lr in args.lrs],
-    }
-    report["grid"] = {}
-    for name, settings in grids.items():
-        tried = []
-        for i, overrides in enumerate(settings):
-            outcome = train(overrides, work / f"{slug(name)}_{i}")
-            tried.append({"overrides": overrides, **outcome})
-            print(f"{name} lr {overrides['optim.lr']:g}: val ndcg@10 {outcome['val']['ndcg@10']:.4f} "
-                  f"(epoch {outcome['best_epoch']})", flush=True)
-        best = max(tried, key=lambda r: r["val"]["ndcg@10"])
-        runs = [best] + [train({**best["overrides"], "train.seed": s}, work / f"{slug(name)}_seed{s}")
-                         for s in args.seeds if s != 0]
-        report["grid"][name] = tried
-        rows[name] = {"val": best["val"], "test": {k: statistics.mean(r["test"][k] for r in runs) for k in best["test"]},
-                      "test_runs": [r["test"] for r in runs], "lr": best["overrides"]["optim.lr"],
-                      "vs_popular_seed0": paired(Path(best["run_dir"]), pop_scores)}
+    scorer = PerUserScores()
+    ft.get_registry().register(scorer, name="bench-per-user-scores")
+    curves: dict[str, dict[str, np.ndarray]] = {"from scratch": {}, **{f"fine-tuned, {f}": {} for f in FREEZE}}
+    plans = [("from scratch", f"{b} lr {lr:g}", {"backbone": BACKBONES[b], "freeze": {"strategy": "full"},
+                                                 "optim.lr": lr})
+             for b, lr in itertools.product(args.backbones, args.scratch_lrs)]
+    plans += [(f"fine-tuned, {f}", f"{b} lr {lr:g}", {"backbone": {**BACKBONES[b], "init_from": str(pretrained[b])},
+                                                      "freeze": FREEZE[f], "optim.lr": lr})
+              for f, b, lr in itertools.product(FREEZE, args.backbones, args.lrs)]
+    for i, (row, config, overrides) in enumerate(plans):
+        t1 = time.time()
+        run(COLDSTART, overrides, work / f"run{i}")
+        curves[row][config] = np.stack(scorer.current)  # [epochs + 1, users, metrics]
+        best = np.nanmean(curves[row][config][:, :, 0], axis=1)
+        print(f"{row}, {config}: all-user ndcg@10 before {best[0]:.4f}, best {best.max():.4f} at epoch "
+              f"{best.argmax()} ({time.time() - t1:.0f} s)", flush=True)
+    # "pretrained, no fine-tuning" = epoch 0 of the fine-tuning runs; trained rows need >= 1 epoch.
+    # Each row: (candidate curves, the epoch their first row is)
+    zero = {c.rsplit(" lr ", 1)[0]: v[:1] for c, v in curves["fine-tuned, nothing frozen"].items()}
+    rows_in = {"pretrained, no fine-tuning": (zero, 0),
+               **{row: ({c: v[1:] for c, v in cands.items()}, 1) for row, cands in curves.items()}}
 
-    report["rows"] = rows
-    report["load_end"], report["seconds"] = os.getloadavg()[0], round(time.time() - t0)
-    (work / "results.json").write_text(json.dumps(report, indent=2, default=str))
-    pop, scratch = rows["most popular"]["test"], rows["from scratch"]["test"]
-    print(f"\n| model | lr | val ndcg@10 | test ndcg@10 | test recall@10 | test hit@10 | vs popular | vs scratch |")
-    print("|---|---|---|---|---|---|---|---|")
+    user_ids = scorer.user_ids()
+    n = len(user_ids)
+    recipe = load_recipe(COLDSTART, QUIET)
+    pop, val_users = popularity(recipe, user_ids)
+    perm = np.random.default_rng(0).permutation(n)
+    folds = [np.sort(f) for f in np.array_split(perm, args.folds)]
+    rows = {"most popular": {"per_user": pop, "chosen": []}}
+    for row, (candidates, first) in rows_in.items():
+        per_user, chosen = cross_fit(candidates, first, folds, n)
+        rows[row] = {"per_user": per_user, "chosen": chosen}
+    # the recipe's choice: on its own 48 validation users only
+    val_idx = np.flatnonzero(np.isin(user_ids, list(val_users)))
+    recipe_choice = {}
+    for row, (candidates, first) in rows_in.items():
+        name, e = choose(candidates, val_idx)
+        recipe_choice[row] = f"{name} @ epoch {first + e}"
+
+    scratch = rows["from scratch"]["per_user"]
+    print(f"\n{n} cold-start users, {args.folds}-fold cross-fitting (each user scored by the configuration "
+          f"and epoch chosen on the other folds' users):\n")
+    print("| model | NDCG@10 | Recall@10 | NDCG@10 vs most popular [95% CI] | vs from scratch [95% CI] |")
+    print("|---|---|---|---|---|")
+    table = {}
     for name, row in rows.items():
-        test = row["test"]
-        spread = ""
-        if len(row.get("test_runs", [])) > 1:
-            spread = f" ({min(r['ndcg@10'] for r in row['test_runs']):.3f}-{max(r['ndcg@10'] for r in row['test_runs']):.3f})"
-        print(f"| {name} | {row.get('lr', '-')} | {row['val']['ndcg@10']:.3f} | {test['ndcg@10']:.3f}{spread} | "
-              f"{test['recall@10']:.3f} | {test['hit@10']:.3f} | {test['ndcg@10'] - pop['ndcg@10']:+.3f} | "
-              f"{test['ndcg@10'] - scratch['ndcg@10']:+.3f} |")
-    print("\nseed-0 run minus most popular on the same test users (mean [paired bootstrap 95% interval]):")
-    for name, row in rows.items():
-        if "vs_popular_seed0" in row:
-            print(f"  {name}: " + "; ".join(f"{m} {v[0]:+.3f} [{v[1]:+.3f}, {v[2]:+.3f}]"
-                                            for m, v in row["vs_popular_seed0"].items()))
+        m = np.nanmean(row["per_user"], axis=0)
+        vs_pop, vs_scratch = paired(row["per_user"][:, 0], pop[:, 0]), paired(row["per_user"][:, 0], scratch[:, 0])
+        table[name] = {"ndcg@10": m[0], "recall@10": m[1], "vs_popular": vs_pop, "vs_scratch": vs_scratch,
+                       "chosen_per_fold": row["chosen"], "recall_vs_popular": paired(row["per_user"][:, 1], pop[:, 1])}
+        fmt = lambda d: f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"  # noqa: E731
+        print(f"| {name} | {m[0]:.3f} | {m[1]:.3f} | {fmt(vs_pop)} | {fmt(vs_scratch)} |")
+    print("\nchosen per fold:")
+    for name, row in table.items():
+        if row["chosen_per_fold"]:
+            print(f"  {name}: " + "; ".join(row["chosen_per_fold"]))
+    print("\nchosen on the recipe's 48 validation users:")
+    for name, choice in recipe_choice.items():
+        print(f"  {name}: {choice}")
+    report.update(table=table, recipe_choice=recipe_choice, seconds=round(time.time() - t0),
+                  load_end=os.getloadavg()[0])
+    (work / "results.json").write_text(json.dumps(report, indent=2, default=float))
     print(f"\n{report['seconds']} s; load average {load0:.1f} at start, {report['load_end']:.1f} at end; "
           f"results in {work / 'results.json'}")
 

@@ -84,6 +84,9 @@ def rows(args) -> list[dict]:
     }
     if strategy != "full":
         plans[f"recipe ({strategy})"] = recipe
+    # lp_ft's default fine-tuning phase runs at 0.1x the rates; this row keeps the recipe's rates after the probe
+    plans["lp_ft_recipe_lr"] = merged(recipe, {"freeze": {"strategy": "lp_ft", "probe_epochs": 2, "ft_lr_mult": 1.0,
+                                                          "head_ft_lr_mult": 1.0}}, replace=("freeze",))
     registry = ft.get_registry()
     for name in sorted(registry.entries["ft_freeze_strategies"]):
         if name not in ("full", "linear_probe", strategy):
