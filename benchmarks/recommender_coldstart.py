@@ -62,6 +62,25 @@ FREEZE = {"item table frozen": {"strategy": "freeze_bottom", "n": 1}, "nothing f
 METRICS = ("ndcg@10", "recall@10")
 
 
+def cold_users(bundle):
+    """Every cold-start user of the split (val and test) as one batch, in user-index order
+    (the same order for every run): ``(inputs, targets)``."""
+    import torch
+    from torch.utils.data import default_collate
+
+    inputs, targets = default_collate([ds[i] for ds in (bundle.val, bundle.test) for i in range(len(ds))])
+    order = torch.argsort(inputs["user"])
+    return {k: v[order] for k, v in inputs.items()}, targets[order]
+
+
+def per_user_metrics(scores, targets) -> np.ndarray:
+    """``[n_users, len(METRICS)]`` over the full catalogue minus each user's known items."""
+    from ft.plugins.recommender.heads import ranking_metrics
+
+    per_user = ranking_metrics(scores, targets[:, 0], targets[:, 1])
+    return np.stack([per_user[m].numpy() for m in METRICS], axis=1)
+
+
 class PerUserScores:
     """A lifecycle-hook plugin: after every epoch (and once before the first)
     it ranks the full catalogue for every cold-start user (val and test
@@ -74,27 +93,17 @@ class PerUserScores:
         self._data: dict[str, tuple] = {}
 
     def _users(self, run):
-        import torch
-        from torch.utils.data import default_collate
-
         from ft.engine import build_data
 
-        key = run.recipe.backbone.name
+        key = run.recipe.backbone.name  # histories are shaped for the backbone
         if key not in self._data:
-            bundle = build_data(run.recipe, run.model.backbone)
-            examples = [ds[i] for ds in (bundle.val, bundle.test) for i in range(len(ds))]
-            inputs, targets = default_collate(examples)
-            order = torch.argsort(inputs["user"])  # a fixed user order, the same for every run
-            inputs = {k: v[order] for k, v in inputs.items()}
-            self._data[key] = (inputs, targets[order], inputs["user"].numpy())
+            self._data[key] = cold_users(build_data(run.recipe, run.model.backbone))
         return self._data[key]
 
     def _score(self, run) -> None:
         import torch
 
-        from ft.plugins.recommender.heads import ranking_metrics
-
-        inputs, targets, _ = self._users(run)
+        inputs, targets = self._users(run)
         model = run.model
         modes = {m: m.training for m in model.modules()}
         model.eval()
@@ -104,11 +113,10 @@ class PerUserScores:
         finally:
             for m, mode in modes.items():
                 m.training = mode
-        per_user = ranking_metrics(scores, targets[:, 0], targets[:, 1])
-        self.current.append(np.stack([per_user[m].numpy() for m in METRICS], axis=1))
+        self.current.append(per_user_metrics(scores, targets))
 
     def user_ids(self) -> np.ndarray:
-        return next(iter(self._data.values()))[2]
+        return next(iter(self._data.values()))[0]["user"].numpy()
 
     @ft.hookimpl
     def ft_run_start(self, run) -> None:
@@ -120,15 +128,12 @@ class PerUserScores:
         self._score(run)
 
 
-def popularity(recipe, user_ids: np.ndarray) -> np.ndarray:
-    """Most popular, per user ``[n_users, len(METRICS)]``, users in ``user_ids`` order."""
-    import torch
-    from torch.utils.data import default_collate
-
+def popularity(recipe, user_ids: np.ndarray) -> tuple[np.ndarray, set[int]]:
+    """Most popular, per user ``[n_users, len(METRICS)]`` in ``user_ids`` order,
+    and the recipe split's validation users."""
     from ft.contracts import BuildContext
     from ft.plugins.recommender import data as rec_data
     from ft.plugins.recommender.baselines import popularity_scores
-    from ft.plugins.recommender.heads import ranking_metrics
 
     fmt, options = recipe.data.name, recipe.data.options
     bundle = rec_data.build_bundle(fmt, options, None, BuildContext(task_type="ranking"))
@@ -136,13 +141,9 @@ def popularity(recipe, user_ids: np.ndarray) -> np.ndarray:
     index = {x: i + 1 for i, x in enumerate(bundle.info["vocab"]["item"])}
     items = np.array([index[x] for x in inter.items.tolist()])
     scores = popularity_scores(items, np.concatenate([sp.before, sp.train]), bundle.task.num_outputs)
-    inputs, targets = default_collate([ds[i] for ds in (bundle.val, bundle.test) for i in range(len(ds))])
-    order = torch.argsort(inputs["user"])
-    assert np.array_equal(inputs["user"][order].numpy(), user_ids), "user order differs from the runs'"
-    targets = targets[order]
-    per_user = ranking_metrics(scores.expand(len(targets), -1), targets[:, 0], targets[:, 1])
-    return np.stack([per_user[m].numpy() for m in METRICS], axis=1), set(
-        int(u) for u in default_collate([bundle.val[i] for i in range(len(bundle.val))])[0]["user"])
+    inputs, targets = cold_users(bundle)
+    assert np.array_equal(inputs["user"].numpy(), user_ids), "user order differs from the runs'"
+    return per_user_metrics(scores.expand(len(targets), -1), targets), set(bundle.val.user.tolist())
 
 
 def choose(candidates: dict[str, np.ndarray], users: np.ndarray) -> tuple[str, int]:

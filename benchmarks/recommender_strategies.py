@@ -20,10 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-PRETRAIN = ROOT / "recipes" / "movielens_pretrain.toml"
-COLDSTART = ROOT / "recipes" / "movielens_coldstart.toml"
-QUIET = {"train.progress": False, "train.checkpoint": False}
+from recommender_coldstart import COLDSTART, PRETRAIN, QUIET  # this script's folder is on sys.path
+
 STRATEGIES = {
     "freeze_bottom n=1 (the recipe)": {"strategy": "freeze_bottom", "n": 1},
     "full": {"strategy": "full"},
@@ -44,8 +42,9 @@ def main() -> None:
 
     import torch
 
-    torch.set_num_threads(args.threads)
     import ft
+
+    torch.set_num_threads(args.threads)
 
     work = Path(tempfile.mkdtemp(prefix="rec_strategies_"))
     pre = args.pretrained

@@ -232,7 +232,7 @@ class Trainer:
             "callbacks": [type(c).__name__ for c in self.callbacks],
         }
 
-    def _epoch_loader(self, epoch: int) -> DataLoader:
+    def _epoch_loader(self, epoch: int, bar: ProgressBar) -> DataLoader:
         """The loader for ``epoch``; sets the forward function to match."""
         self._caching_now = self.feature_cache is not None and self.strategy.backbone_frozen(epoch)
         if not self._caching_now:
@@ -246,8 +246,8 @@ class Trainer:
             # dataset order (no batcher): cached row i must be example i
             ordered = make_loader(source.dataset, batch_size=self.cfg.eval_batch_size or self.cfg.batch_size,
                                   train=False, collate=source.collate_fn, num_workers=self.cfg.num_workers)
-            if "train" not in self.feature_cache._store and getattr(self, "_bar", None) is not None:
-                self._bar.message(f"ft: feature cache: running the frozen backbone once over "
+            if "train" not in self.feature_cache._store:
+                bar.message(f"ft: feature cache: running the frozen backbone once over "
                                   f"{len(source.dataset):,} training examples")
             pairs = self.feature_cache.get("train", ordered, self.model.forward_features, self.device,
                                            self._prepare_inputs)
@@ -349,7 +349,6 @@ class Trainer:
         if log and resume:
             log.truncate_after(start_epoch)
         bar = ProgressBar(self.cfg.progress, self.cfg.log_every, quiet=self.quiet or not main)
-        self._bar = bar
         info = RunInfo(self.recipe, self.run_dir, self.model, self.device, self.precision, self)
         self.info = info
         if main:
@@ -365,7 +364,7 @@ class Trainer:
         for epoch in range(start_epoch, self.cfg.epochs):
             self.epoch = epoch
             self.strategy.set_train_mode(self.model, epoch)
-            loader = self._epoch_loader(epoch)
+            loader = self._epoch_loader(epoch, bar)
             sampler = loader.batch_sampler if hasattr(loader.batch_sampler, "set_epoch") else loader.sampler
             if hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(epoch)
