@@ -45,10 +45,16 @@ class Progress:
             self._bar.stop()
             self._bar = None
         if not self.quiet:
-            shown = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                              for k, v in metrics.items() if k not in ("time",))
+            shown = "  ".join(_shown(k, v) for k, v in metrics.items() if k not in ("time",))
             print(shown, flush=True)
 
     def message(self, text: str) -> None:
         if not self.quiet:
             print(text, flush=True)
+
+
+def _shown(key: str, value) -> str:
+    """One ``key value`` pair of an epoch line; a learning rate such as 5e-5 keeps its digits."""
+    if not isinstance(value, float):
+        return f"{key} {value}"
+    return f"{key} {value:.2e}" if key == "lr" else f"{key} {value:.4f}"

@@ -63,6 +63,9 @@ class TrainSection(Options):
     eval_batch_size: int | None = Field(None, ge=1)
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
     clip_grad_norm: float | None = Field(None, gt=0)
+    ema_decay: float | None = Field(
+        None, gt=0, lt=1, description="average the weights over steps (e.g. 0.998); validation, best/ and the "
+                                      "final model use the average")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     channels_last: bool = False

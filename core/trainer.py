@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from .checkpoint import read_checkpoint_dir, save_checkpoint_dir, save_weights, load_weights, write_json_atomic
 from .contracts import batch_size_of, move_to
 from .data import make_loader
+from .ema import WeightEMA
 from .feature_cache import FeatureCache
 from .errors import FtError
 from .freezing import FreezeStrategy, Progress, apply_strategy, parameter_table
@@ -179,6 +180,8 @@ class Trainer:
         if self.cfg.compile:
             self.forward_model = torch.compile(self.forward_model)
         self.trainable = [p for g in self.groups for p in g.params if p.requires_grad]
+        self.ema = (WeightEMA(self.model, [p for g in self.groups for p in g.params], self.cfg.ema_decay)
+                    if self.cfg.ema_decay else None)
         head = getattr(self.model, "head", None)
         default_metric = getattr(head, "default_metric", None)
         if self.cfg.monitor:
@@ -227,7 +230,8 @@ class Trainer:
                         f"of {self.total_steps} steps",
             "strategy": self.strategy.describe(),
             "channels_last": self.cfg.channels_last, "compile": self.cfg.compile,
-            "clip_grad_norm": self.cfg.clip_grad_norm, "monitor": f"{self.monitor} ({self.mode})",
+            "clip_grad_norm": self.cfg.clip_grad_norm, "ema_decay": self.cfg.ema_decay,
+            "monitor": f"{self.monitor} ({self.mode})",
             "feature_cache": self.cache_note,
             "callbacks": [type(c).__name__ for c in self.callbacks],
         }
@@ -313,6 +317,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.step += 1
+        if self.ema is not None:
+            self.ema.update(self.step)
         self._reset_newly_unfrozen()
         return loss_sum
 
@@ -399,29 +405,37 @@ class Trainer:
             metrics = {"epoch": epoch + 1, "step": self.step,
                        "train_loss": (loss_total / max(1, seen)).item() if seen else float("nan"),
                        "lr": self._shown_lr()}
-            if self.val_loader is not None:
-                metrics.update(self.evaluate(self.val_loader, "val"))
-            metrics["elapsed"] = round(elapsed_before + time.perf_counter() - t_start, 3)
-            self.history.append(metrics)
-            bar.end_epoch(metrics)
-            improved = self._track_best(metrics)
-            if log:
-                log.write(metrics)
-            if main and improved and self.run_dir:
-                self._save_best(metrics)
+            with self._averaged():
+                if self.val_loader is not None:
+                    metrics.update(self.evaluate(self.val_loader, "val"))
+                metrics["elapsed"] = round(elapsed_before + time.perf_counter() - t_start, 3)
+                self.history.append(metrics)
+                bar.end_epoch(metrics)
+                improved = self._track_best(metrics)
+                if log:
+                    log.write(metrics)
+                if main and improved and self.run_dir:
+                    self._save_best(metrics)
             next_epoch, next_batch = (epoch + 1, 0) if finished_epoch else (epoch, batch_index)
-            if main and self.run_dir and self.cfg.checkpoint:
+            if main and self.run_dir and self.cfg.checkpoint:  # the live weights: training resumes from them
                 self._save_checkpoint(next_epoch, next_batch, metrics["elapsed"])
-            self._emit("ft_epoch_end", run=info, epoch=epoch + 1, metrics=metrics)
+            with self._averaged():
+                self._emit("ft_epoch_end", run=info, epoch=epoch + 1, metrics=metrics)
             if self.cfg.patience and self.bad_epochs >= self.cfg.patience:
                 stopped = "early_stopping"
             if stopped != "epochs":
                 break
         self._caching_now = False
         self._forward = self.forward_model
+        if self.ema is not None:
+            self.ema.copy_to_model()
         seconds = elapsed_before + time.perf_counter() - t_start
         return FitResult(self.history, self.monitor, self.best["epoch"], self.best["value"], stopped, self.step,
                          seconds, self.settings())
+
+    def _averaged(self) -> contextlib.AbstractContextManager:
+        """With ``train.ema_decay``: the averaged weights in place (validation, best/, epoch-end hooks)."""
+        return self.ema.applied() if self.ema is not None else contextlib.nullcontext()
 
     def _shown_lr(self) -> float:
         """The head's current LR (the bottom group's reads 0 while frozen)."""
@@ -510,6 +524,8 @@ class Trainer:
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
         meta = {
             "epoch": epoch, "batch": batch, "step": self.step, "elapsed": elapsed,
             "history": self.history, "best": self.best, "bad_epochs": self.bad_epochs,
@@ -546,6 +562,11 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            if "ema" not in state:
+                raise FtError("the checkpoint holds no weight average, but train.ema_decay is set", where=str(path),
+                              hint="resume with the train.ema_decay the run started with (unset it if none)")
+            self.ema.load_state_dict(state["ema"])
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])

@@ -164,11 +164,13 @@ class CrashAfterEpoch:
             raise Crash(f"simulated crash after epoch {epoch}")
 
 
-def test_resume_equals_unbroken_run(registry, make_recipe, tmp_path):
+@pytest.mark.parametrize("ema_decay", [None, 0.9])
+def test_resume_equals_unbroken_run(registry, make_recipe, tmp_path, ema_decay):
     """Interrupted after epoch 2 and resumed: same weights and metrics as an
-    unbroken 4-epoch run, with random augmentation and dropout in play."""
+    unbroken 4-epoch run, with random augmentation and dropout in play (and
+    with a weight average, which the checkpoint must carry)."""
     sections = dict(data={"augment_noise": 0.3}, head={"dropout": 0.2},
-                    optim={"schedule": "cosine", "warmup_steps": 3}, train={"epochs": 4})
+                    optim={"schedule": "cosine", "warmup_steps": 3}, train={"epochs": 4, "ema_decay": ema_decay})
     unbroken = ft.run(make_recipe(**sections, output={"dir": str(tmp_path / "a")}), quiet=True)
 
     recipe = make_recipe(**sections, output={"dir": str(tmp_path / "b")})
@@ -226,3 +228,51 @@ def test_mid_epoch_stop_then_resume_equals_unbroken_run(registry, make_recipe, t
     b = load_file(str(tmp_path / "b" / "checkpoints" / "epoch-2" / "model.safetensors"))
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_weight_average_is_the_ema_of_the_trajectory_and_what_validation_sees():
+    """With train.ema_decay the trainer ends with (and validates) the
+    exponential moving average of the weights an unaveraged run passes
+    through, step by step, and training itself is unchanged."""
+    decay = 0.8
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 8), torch.randint(0, 3, (64,))
+    loader = DataLoader(TensorDataset(x, y), batch_size=16)  # no shuffling: both runs see the same batches
+    trainers = []
+    for ema in (decay, None):
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.Tanh(), nn.Linear(16, 3))
+        trainers.append(ft.Trainer(model, loader, loader, loss_fn=nn.functional.cross_entropy,
+                                   train={"epochs": 3, "progress": False, "ema_decay": ema},
+                                   optim={"lr": 0.05, "schedule": "constant"}, quiet=True))
+    averaged, plain = trainers
+    plain.setup()
+    tracked = [t for t in plain.model.parameters()] + [b for b in plain.model.buffers() if b.is_floating_point()]
+    shadow = [t.detach().double().clone() for t in tracked]
+    steps = []
+
+    def fold_in(optimizer, args, kwargs):  # after each optimizer step, as the trainer does
+        steps.append(None)
+        d = min(decay, (1 + len(steps)) / (10 + len(steps)))
+        for s, t in zip(shadow, tracked):
+            s.mul_(d).add_(t.detach().double(), alpha=1 - d)
+
+    plain.optimizer.register_step_post_hook(fold_in)
+    plain.fit()
+    fit = averaged.fit()
+    assert len(steps) == 12
+    ema_tracked = [t for t in averaged.model.parameters()] + [b for b in averaged.model.buffers()
+                                                                 if b.is_floating_point()]
+    for got, want, live in zip(ema_tracked, shadow, tracked):
+        torch.testing.assert_close(got.detach().double(), want, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(ema_tracked[0], tracked[0])  # the average is not the last weights
+    # the last validation figures are those of the averaged weights the model now holds
+    assert averaged.evaluate(loader)["val_loss"] == pytest.approx(fit.history[-1]["val_loss"], rel=1e-6)
+
+
+def test_resuming_without_the_average_the_run_started_with_is_a_clear_error(registry, make_recipe, tmp_path):
+    recipe = make_recipe(train={"epochs": 2}, output={"dir": str(tmp_path / "run")})
+    with pytest.raises(Crash):
+        ft.run(recipe, quiet=True, callbacks=[CrashAfterEpoch(1)])
+    with pytest.raises(ft.FtError, match="no weight average"):
+        ft.run(recipe, overrides={"train.ema_decay": 0.9}, quiet=True, resume=True)
