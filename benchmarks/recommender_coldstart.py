@@ -1,6 +1,9 @@
 """MovieLens-100k cold start: most popular vs from scratch vs fine-tuned, cross-fitted.
 
     python benchmarks/recommender_coldstart.py --threads 1
+    python benchmarks/recommender_coldstart.py --backbones two_tower --lrs 3e-3 1e-3 3e-4 1e-4
+    # more fine-tuning rates without pretraining again: reuse an earlier --out's pre_<backbone> runs
+    python benchmarks/recommender_coldstart.py --backbones sasrec --lrs 1e-4 3e-5 --pretrained OLD_OUT
 
 The cold-start split of recipes/movielens_coldstart.toml: 192 users absent
 before the 80% timestamp quantile, their first 5 interactions known (the
@@ -181,6 +184,8 @@ def main() -> None:
     parser.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--out", type=Path, default=None, help="working folder (default: a temp folder)")
+    parser.add_argument("--pretrained", type=Path, default=None,
+                        help="an earlier invocation's --out: reuse its pre_<backbone> runs instead of pretraining")
     args = parser.parse_args()
 
     import torch
@@ -199,12 +204,16 @@ def main() -> None:
 
     pretrained, report["pretrain"] = {}, {}
     for name in args.backbones:
-        result = ft.run(PRETRAIN, {**QUIET, "backbone": BACKBONES[name], "output.dir": str(work / f"pre_{name}")},
-                        quiet=True)
-        pretrained[name] = work / f"pre_{name}"
-        report["pretrain"][name] = {"test": result.metrics["test"], "train_seconds": result.summary["train_seconds"]}
-        print(f"pretrained {name} in {result.summary['train_seconds']:.0f} s: test ndcg@10 "
-              f"{result.metrics['test']['ndcg@10']:.4f}", flush=True)
+        pretrained[name] = args.pretrained / f"pre_{name}" if args.pretrained else work / f"pre_{name}"
+        if args.pretrained:  # pretrained by an earlier invocation: read its figures back
+            summary = json.loads((pretrained[name] / "summary.json").read_text())
+            test, seconds = summary["metrics"]["test"], summary["train_seconds"]
+        else:
+            result = ft.run(PRETRAIN, {**QUIET, "backbone": BACKBONES[name], "output.dir": str(pretrained[name])},
+                            quiet=True)
+            test, seconds = result.metrics["test"], result.summary["train_seconds"]
+        report["pretrain"][name] = {"test": test, "train_seconds": seconds, "dir": str(pretrained[name])}
+        print(f"pretrained {name} in {seconds:.0f} s: test ndcg@10 {test['ndcg@10']:.4f}", flush=True)
 
     scorer = PerUserScores()
     ft.get_registry().register(scorer, name="bench-per-user-scores")
