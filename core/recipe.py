@@ -294,5 +294,8 @@ def _validate_model(model: type[BaseModel], body: dict, section: str, ctx: dict,
                 fail(key, "missing (required)")
             else:
                 found = err.get("input")
-                fail(key, f"{err['msg']}; found {found!r}")
+                # a message that already quotes the value (a path that does not exist) says it once
+                said = isinstance(found, str) and len(found) > 2 and found in err["msg"]
+                shown = "" if said else f"; found {found!r}"
+                fail(key, f"{err['msg']}{shown}")
         return None
