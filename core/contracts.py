@@ -162,7 +162,8 @@ class DataBundle:
     training transform is random. ``fingerprint`` identifies the data (file
     names, sizes, options) for caches. ``info`` is saved to the run directory
     (class names, id maps, counts, skipped files). ``batcher`` optionally
-    groups an epoch's shuffled indices into batches (``batcher(order,
+    groups an epoch's shuffled training indices into batches (it is never
+    applied to evaluation splits) (``batcher(order,
     batch_size, generator) -> list of index lists``; a pure function, e.g.
     length bucketing for text); None means consecutive chunks.
     """

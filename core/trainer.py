@@ -142,9 +142,11 @@ class Trainer:
             return data
         batch = self.cfg.batch_size if train else (self.cfg.eval_batch_size or self.cfg.batch_size)
         ws, rank = (self.world_size, self.rank) if train else (1, 0)
+        # the data's batcher groups the training split (its indices and lengths); evaluation keeps dataset order
+        batcher = getattr(self.data, "batcher", None) if train else None
         return make_loader(data, batch_size=batch, train=train, seed=self.cfg.seed, collate=self.collate,
                            num_workers=self.cfg.num_workers, rank=rank, world_size=ws,
-                           pin_memory=self.device.type == "cuda", batcher=getattr(self.data, "batcher", None))
+                           pin_memory=self.device.type == "cuda", batcher=batcher)
 
     def setup(self) -> None:
         """Seed, place the model, apply the strategy, build optimizer and schedule."""

@@ -73,3 +73,30 @@ def test_trainer_uses_the_data_batcher_and_resumes_mid_epoch(registry, make_reci
     b = load_file(str(tmp_path / "b" / "checkpoints" / "epoch-2" / "model.safetensors"))
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_the_data_batcher_groups_training_batches_only():
+    """A format's batcher is built over the training split (its indices, its
+    lengths); validation, even when larger than training, keeps dataset
+    order in consecutive batches."""
+    from types import SimpleNamespace
+
+    from torch.utils.data import TensorDataset
+
+    seen: list[list[int]] = []
+
+    def training_only(order, batch_size, generator):
+        assert max(order) < 8, "the batcher got indices of another split"
+        seen.append(sorted(order))
+        return consecutive_batches(order, batch_size)
+
+    torch.manual_seed(0)
+    train = TensorDataset(torch.randn(8, 3), torch.randn(8, 1))
+    val = TensorDataset(torch.randn(20, 3), torch.randn(20, 1))
+    trainer = ft.Trainer(torch.nn.Linear(3, 1), train, val, loss_fn=torch.nn.functional.mse_loss,
+                         data=SimpleNamespace(batcher=training_only), train={"epochs": 2, "batch_size": 4,
+                                                                             "progress": False}, quiet=True)
+    fit = trainer.fit()
+    assert seen and all(order == list(range(8)) for order in seen)
+    assert [b for b in trainer.val_loader.batch_sampler] == [list(range(i, i + 4)) for i in range(0, 20, 4)]
+    assert len(fit.history) == 2 and "val_loss" in fit.history[-1]

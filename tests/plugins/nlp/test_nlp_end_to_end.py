@@ -107,3 +107,13 @@ def test_the_rotten_tomatoes_recipe_is_valid(registry):
     assert recipe.data.options.bucket and recipe.optim.schedule == "linear" and recipe.optim.warmup_ratio > 0
     lora = ft.load_recipe(RECIPE, ["freeze.strategy=lora", "freeze.r=8", "freeze.alpha=16", "optim.lr=5e-4"])
     assert lora.freeze.name == "lora" and lora.freeze.options.r == 8
+
+
+def test_a_training_set_smaller_than_validation_and_test_still_runs(registry, reviews, tiny_bert, tmp_path):
+    """data.limit below the validation and test sizes (a quick look): the
+    length buckets cover the training split only, so evaluation is unaffected."""
+    recipe = recipe_for(reviews, tiny_bert, tmp_path / "small", train={"epochs": 1, "batch_size": 8})
+    result = ft.run(recipe, overrides={"data.limit": 16}, quiet=True)
+    data = json.loads((result.run_dir / "data.json").read_text())
+    assert data["sizes"] == {"train": 16, "val": 32, "test": 64}
+    assert 0.0 <= result.metrics["test"]["accuracy"] <= 1.0 and "accuracy" in result.metrics["val"]
