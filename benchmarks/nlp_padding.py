@@ -3,13 +3,16 @@ max_length: the same MiniLM, the same Rotten Tomatoes snippets, one process.
 
     python benchmarks/nlp_padding.py                        # 3 rounds x 10 steps per mode
     python benchmarks/nlp_padding.py --steps 3 --rounds 2   # a quick look
+    python benchmarks/nlp_padding.py --bf16                 # also: bucketed under bf16 autocast
 
 Modes: ``max_length`` (every batch padded to --max-length, random batches:
 what a loop with ``padding="max_length"`` does), ``dynamic`` (padded to the
 batch's longest snippet, random batches) and ``bucketed`` (dynamic padding
 over the text formats' length-bucketed batches, as ``ft run`` trains). Each
 step is a full training step (forward, backward, AdamW) of MiniLM + a linear
-head. The modes take turns, round by round, so a machine whose load changes
+head. With ``--bf16`` a fourth mode, ``bucketed_bf16``, trains the bucketed
+batches under bf16 autocast (the recipe's ``train.precision = "bf16"``;
+weights and optimizer stay fp32). The modes take turns, round by round, so a machine whose load changes
 slows them alike; examples per second are summed over rounds. Also printed:
 the share of computed tokens that are real (not padding) per mode.
 """
@@ -47,6 +50,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bf16", action="store_true", help="add bucketed batches under bf16 autocast")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -60,10 +64,12 @@ def main() -> None:
     pad_id = backbone.tokenizer.pad_token_id
     collate = {"max_length": PadCollate(pad_id, args.max_length), "dynamic": PadCollate(pad_id),
                "bucketed": PadCollate(pad_id)}
+    if args.bf16:
+        collate["bucketed_bf16"] = PadCollate(pad_id)
     batches = {}
     for mode in collate:
         sampler = EpochBatchSampler(len(train), args.batch_size, shuffle=True, seed=args.seed,
-                                    batcher=bundle.batcher if mode == "bucketed" else None)
+                                    batcher=bundle.batcher if mode.startswith("bucketed") else None)
         batches[mode] = list(sampler)
     head = torch.nn.Linear(backbone.feature_dim, 2)
     params = [*backbone.parameters(), *head.parameters()]
@@ -73,7 +79,8 @@ def main() -> None:
     def step(mode: str, index: int) -> int:
         ids = batches[mode][index % len(batches[mode])]
         inputs, targets = collate[mode]([train[i] for i in ids])
-        loss = torch.nn.functional.cross_entropy(head(backbone(inputs)), targets)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode.endswith("_bf16")):
+            loss = torch.nn.functional.cross_entropy(head(backbone(inputs)).float(), targets)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -99,6 +106,8 @@ def main() -> None:
     print("| mode | examples/s | real tokens | vs max_length |\n|---|---|---|---|")
     for m in collate:
         print(f"| {m} | {speed[m]:.1f} | {100 * padding[m]:.0f} % | {speed[m] / speed['max_length']:.2f}x |")
+    if args.bf16:
+        print(f"\nbf16 autocast vs fp32, both bucketed: {speed['bucketed_bf16'] / speed['bucketed']:.2f}x")
     print(json.dumps({"examples_per_s": speed, "real_token_share": padding, "threads": torch.get_num_threads(),
                       "steps": args.steps, "rounds": args.rounds, "batch_size": args.batch_size,
                       "max_length": args.max_length}))
