@@ -12,9 +12,10 @@ over the text formats' length-bucketed batches, as ``ft run`` trains). Each
 step is a full training step (forward, backward, AdamW) of MiniLM + a linear
 head. With ``--bf16`` a fourth mode, ``bucketed_bf16``, trains the bucketed
 batches under bf16 autocast (the recipe's ``train.precision = "bf16"``;
-weights and optimizer stay fp32). The modes take turns, round by round, so a machine whose load changes
-slows them alike; examples per second are summed over rounds. Also printed:
-the share of computed tokens that are real (not padding) per mode.
+weights and optimizer stay fp32). The modes take turns, round by round, so
+a machine whose load changes slows them alike; examples per second are
+summed over rounds. Also printed: the share of computed tokens that are
+real (not padding) per mode.
 """
 
 from __future__ import annotations

@@ -162,10 +162,10 @@ class DataBundle:
     training transform is random. ``fingerprint`` identifies the data (file
     names, sizes, options) for caches. ``info`` is saved to the run directory
     (class names, id maps, counts, skipped files). ``batcher`` optionally
-    groups an epoch's shuffled training indices into batches (it is never
-    applied to evaluation splits) (``batcher(order,
-    batch_size, generator) -> list of index lists``; a pure function, e.g.
-    length bucketing for text); None means consecutive chunks.
+    groups an epoch's shuffled training indices into batches
+    (``batcher(order, batch_size, generator) -> list of index lists``; a pure
+    function, e.g. length bucketing for text); None means consecutive chunks.
+    It is built over the training split and never applied to evaluation.
     """
 
     train: Any
