@@ -30,6 +30,8 @@ _LAZY = {
     "FreezeStrategy": "freezing", "ParamGroup": "freezing", "Progress": "freezing",
     "FtError": "errors", "RecipeError": "errors", "DataError": "errors", "PluginError": "errors",
     "register_plugin": "_registry", "unregister_plugin": "_registry", "get_registry": "_registry",
+    "checkpoint_modules": "activation_checkpointing", "ExactSum": "metrics",
+    "Distributed": "distributed", "get_distributed": "distributed",
 }
 
 __all__ = ["hookimpl", "__version__", *_LAZY]

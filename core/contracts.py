@@ -118,15 +118,96 @@ class Backbone(nn.Module):
         """JSON facts for the model card and cache keys (name, weights...)."""
         return {"class": type(self).__name__}
 
+    def enable_activation_checkpointing(self) -> None:
+        """Recompute activations in the backward pass instead of keeping
+        them (``train.activation_checkpointing = true``): less memory for
+        about one more forward pass of compute, gradients unchanged.
+
+        A backbone that can do it overrides this: with its library's switch
+        (timm's ``set_grad_checkpointing``, transformers'
+        ``gradient_checkpointing_enable``) or by handing its repeated blocks
+        to :func:`ft.checkpoint_modules`. The default says it cannot.
+        """
+        raise FtError(f"backbone {type(self).__name__} cannot checkpoint its activations",
+                      hint="set train.activation_checkpointing = false")
+
+    def tokens_in(self, inputs: Any) -> int | None:
+        """Real (unpadded) tokens in a batch of inputs, for tokens/s in the
+        per-epoch figures; None where tokens mean nothing (images, audio).
+        Called on the CPU batch before it moves to the device."""
+        return None
+
+    def fsdp_units(self) -> list[nn.Module]:
+        """Submodules that ``train.distributed = "fsdp"`` shards as one unit
+        each (transformer blocks, CNN stages), input to output. Parameters
+        outside them are sharded with the whole model. The default, no
+        units, shards the backbone as one piece."""
+        return []
+
 
 class Evaluator:
-    """Accumulates outputs and targets over an evaluation pass."""
+    """Accumulates outputs and targets over an evaluation pass.
+
+    Under DDP each rank evaluates its share of a split's batches and the
+    ranks' evaluators are merged (:meth:`merge`), so the metrics equal one
+    process's over the whole split. For that the running state must be
+    additive and exact: name it in ``sums`` (counts and integer tensors
+    such as a confusion matrix; float sums as :class:`ft.metrics.ExactSum`,
+    whose result does not depend on the order of addition; lists, which are
+    concatenated). An evaluator with no ``sums`` that does not override
+    :meth:`merge` is not sharded: every rank evaluates the whole split.
+    """
+
+    #: attributes holding the running state, each additive (see the class docstring)
+    sums: tuple[str, ...] = ()
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         raise NotImplementedError
 
     def compute(self) -> dict[str, float]:
         raise NotImplementedError
+
+    @property
+    def mergeable(self) -> bool:
+        """Whether :meth:`merge` can combine this evaluator's state."""
+        return bool(self.sums) or type(self).merge is not Evaluator.merge
+
+    def merge(self, other: "Evaluator") -> None:
+        """Fold in ``other``'s state: the same kind of evaluator, run over
+        other examples of the same split (another rank's shard). Afterwards
+        this evaluator's :meth:`compute` is what one evaluator that saw both
+        shards would give."""
+        if not self.sums:
+            raise NotImplementedError(f"{type(self).__name__} names no additive state in `sums`; "
+                                      f"it cannot be merged")
+        for name in self.sums:
+            setattr(self, name, _added(getattr(self, name), getattr(other, name), f"{type(self).__name__}.{name}"))
+
+    def to_cpu(self) -> "Evaluator":
+        """Move tensor state to the CPU (before it travels to other ranks)."""
+        for name in self.sums:
+            value = getattr(self, name)
+            if isinstance(value, torch.Tensor):
+                setattr(self, name, value.cpu())
+        return self
+
+
+def _added(mine: Any, theirs: Any, where: str) -> Any:
+    if isinstance(mine, torch.Tensor):
+        return mine + theirs.to(mine.device)
+    if isinstance(mine, list):
+        return mine + list(theirs)
+    if isinstance(mine, dict):
+        out = dict(mine)
+        for key, value in theirs.items():
+            out[key] = _added(out[key], value, f"{where}[{key!r}]") if key in out else value
+        return out
+    if hasattr(mine, "merge"):
+        mine.merge(theirs)
+        return mine
+    if isinstance(mine, (int, float)) and not isinstance(mine, bool):
+        return mine + theirs
+    raise TypeError(f"{where}: cannot add state of type {type(mine).__name__} (override Evaluator.merge)")
 
 
 class Head(nn.Module):
@@ -166,6 +247,10 @@ class DataBundle:
     (``batcher(order, batch_size, generator) -> list of index lists``; a pure
     function, e.g. length bucketing for text); None means consecutive chunks.
     It is built over the training split and never applied to evaluation.
+    Under DDP it groups the whole epoch into global batches (``batch_size``
+    is then the per-rank batch times the world size), which the sampler
+    splits between the ranks; batches whose sizes are multiples of the
+    world size split evenly.
     """
 
     train: Any
@@ -192,14 +277,18 @@ class BuildContext:
     max_steps: int | None = None
 
 
-def move_to(obj: Any, device: torch.device, non_blocking: bool = False) -> Any:
-    """Move tensors nested in dicts, lists and tuples to ``device``."""
+def move_to(obj: Any, device: torch.device, non_blocking: bool = False,
+            float_dtype: torch.dtype | None = None) -> Any:
+    """Move tensors nested in dicts, lists and tuples to ``device`` (and
+    floating-point ones to ``float_dtype`` if given)."""
     if isinstance(obj, torch.Tensor):
+        if float_dtype is not None and obj.is_floating_point():
+            return obj.to(device, dtype=float_dtype, non_blocking=non_blocking)
         return obj.to(device, non_blocking=non_blocking)
     if isinstance(obj, dict):
-        return {k: move_to(v, device, non_blocking) for k, v in obj.items()}
+        return {k: move_to(v, device, non_blocking, float_dtype) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(move_to(v, device, non_blocking) for v in obj)
+        return type(obj)(move_to(v, device, non_blocking, float_dtype) for v in obj)
     return obj
 
 

@@ -1,7 +1,9 @@
 """Task metrics for the built-in task types, as evaluators.
 
 Evaluators accumulate on the fly (a confusion matrix, running sums), so
-evaluation memory does not grow with the split.
+evaluation memory does not grow with the split. Their state is additive and
+exact (integer counts, :class:`ExactSum`), so under DDP the ranks' shards
+merge into the very figures one process computes over the whole split.
 """
 
 from __future__ import annotations
@@ -13,8 +15,33 @@ import torch
 from .contracts import Evaluator
 
 
+class ExactSum:
+    """A float sum whose result does not depend on the order of addition.
+
+    It keeps the addends (one per batch, so a few per split) and adds them
+    with :func:`math.fsum`, which rounds the exact sum once. Merging the
+    shards of several ranks, in any order, therefore gives the same last bit
+    as one process adding everything.
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[float] = []
+
+    def add(self, value: float | torch.Tensor) -> None:
+        self.parts.append(float(value))
+
+    def merge(self, other: "ExactSum") -> None:
+        self.parts.extend(other.parts)
+
+    @property
+    def value(self) -> float:
+        return math.fsum(self.parts)
+
+
 class ClassificationEvaluator(Evaluator):
     """Accuracy and macro-F1 from a confusion matrix (outputs are logits)."""
+
+    sums = ("confusion",)
 
     def __init__(self, num_classes: int):
         self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
@@ -42,28 +69,31 @@ class ClassificationEvaluator(Evaluator):
 class MultilabelEvaluator(Evaluator):
     """Micro/macro F1 and exact-match ratio at threshold 0.5 (outputs are logits)."""
 
+    sums = ("tp", "fp", "fn", "exact", "count")
+
     def __init__(self, num_labels: int):
-        self.tp = torch.zeros(num_labels)
-        self.fp = torch.zeros(num_labels)
-        self.fn = torch.zeros(num_labels)
+        self.tp = torch.zeros(num_labels, dtype=torch.long)
+        self.fp = torch.zeros(num_labels, dtype=torch.long)
+        self.fn = torch.zeros(num_labels, dtype=torch.long)
         self.exact = 0
         self.count = 0
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
-        pred = (outputs.detach().float().cpu() > 0).float()
-        t = targets.float().cpu()
-        self.tp += (pred * t).sum(0)
-        self.fp += (pred * (1 - t)).sum(0)
-        self.fn += ((1 - pred) * t).sum(0)
+        pred = outputs.detach().float().cpu() > 0
+        t = targets.cpu() > 0.5
+        self.tp += (pred & t).sum(0)
+        self.fp += (pred & ~t).sum(0)
+        self.fn += (~pred & t).sum(0)
         self.exact += int((pred == t).all(dim=1).sum())
         self.count += len(t)
 
     def compute(self) -> dict[str, float]:
-        denom = 2 * self.tp + self.fp + self.fn
-        per_label = torch.where(denom > 0, 2 * self.tp / denom.clamp(min=1e-12), torch.ones_like(denom))
-        micro_denom = (2 * self.tp + self.fp + self.fn).sum()
+        tp, fp, fn = self.tp.double(), self.fp.double(), self.fn.double()
+        denom = 2 * tp + fp + fn
+        per_label = torch.where(denom > 0, 2 * tp / denom.clamp(min=1e-12), torch.ones_like(denom))
+        micro_denom = denom.sum()
         return {
-            "micro_f1": (2 * self.tp.sum() / micro_denom).item() if micro_denom > 0 else 1.0,
+            "micro_f1": (2 * tp.sum() / micro_denom).item() if micro_denom > 0 else 1.0,
             "macro_f1": per_label.mean().item(),
             "exact_match": self.exact / max(1, self.count),
         }
@@ -72,17 +102,19 @@ class MultilabelEvaluator(Evaluator):
 class RegressionEvaluator(Evaluator):
     """MAE and RMSE over all targets."""
 
+    sums = ("abs_sum", "sq_sum", "count")
+
     def __init__(self):
-        self.abs_sum = 0.0
-        self.sq_sum = 0.0
+        self.abs_sum = ExactSum()
+        self.sq_sum = ExactSum()
         self.count = 0
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         diff = outputs.detach().double().cpu().reshape(targets.shape) - targets.double().cpu()
-        self.abs_sum += diff.abs().sum().item()
-        self.sq_sum += (diff * diff).sum().item()
+        self.abs_sum.add(diff.abs().sum())
+        self.sq_sum.add((diff * diff).sum())
         self.count += diff.numel()
 
     def compute(self) -> dict[str, float]:
         n = max(1, self.count)
-        return {"mae": self.abs_sum / n, "rmse": math.sqrt(self.sq_sum / n)}
+        return {"mae": self.abs_sum.value / n, "rmse": math.sqrt(self.sq_sum.value / n)}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import time
 from pathlib import Path
 
 import torch
@@ -14,6 +15,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import ft
+from ft.activation_checkpointing import checkpoint_modules
 from ft.contracts import Backbone, DataBundle, TaskInfo, groups_by_prefix
 from ft.errors import DataError
 from ft.specs import BackboneSpec, DatasetFormatSpec, ExistingPath, Options, SectionSpec
@@ -46,6 +48,14 @@ class ToyBackbone(Backbone):
     def layer_groups(self):
         return groups_by_prefix(self, [("embed", ["embed"]), ("block1", ["block1"]), ("block2", ["block2"])])
 
+    def enable_activation_checkpointing(self) -> None:
+        """No library switch here: ft recomputes each block in backward."""
+        checkpoint_modules([self.embed, self.block1, self.block2])
+
+    def fsdp_units(self) -> list[nn.Module]:
+        """One FSDP unit per block, input to output."""
+        return [self.embed, self.block1, self.block2]
+
     def preprocess(self, train: bool):
         if not train or self.noise == 0:
             return None
@@ -75,16 +85,20 @@ class BlobOptions(Options):
     augment_noise: float = Field(0.0, ge=0, description="random noise added to training inputs")
     csv: ExistingPath | None = Field(None, description="rows of 8 numbers then a label; replaces the blobs")
     seed: int = 0
+    delay: float = Field(0.0, ge=0, description="seconds to wait per training example (a slow loader, for tests "
+                                                "that interrupt a run)")
 
 
 class Pairs(Dataset):
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, transform=None):
-        self.x, self.y, self.transform = x, y, transform
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, transform=None, delay: float = 0.0):
+        self.x, self.y, self.transform, self.delay = x, y, transform, delay
 
     def __len__(self) -> int:
         return len(self.x)
 
     def __getitem__(self, i):
+        if self.delay:
+            time.sleep(self.delay)
         x = self.x[i]
         return (self.transform(x) if self.transform else x), self.y[i]
 
@@ -121,7 +135,7 @@ def build_blobs(o: BlobOptions, backbone: Backbone, ctx) -> DataBundle:
         n_classes = o.n_classes
     backbone.noise = o.augment_noise
     a, b = o.n_train, o.n_train + o.n_val
-    train = Pairs(x[:a], y[:a], backbone.preprocess(train=True))
+    train = Pairs(x[:a], y[:a], backbone.preprocess(train=True), o.delay)
     val = Pairs(x[a:b], y[a:b]) if o.n_val else None
     test = Pairs(x[b:], y[b:]) if o.n_test else None
     if ctx.task_type == "classification":

@@ -154,6 +154,36 @@ class HfEncoder(Backbone):
         """``embeddings``, ``layer0`` ... ``layerN-1``, ``pooler`` (when kept)."""
         return groups_by_prefix(self, self._spec)
 
+    def enable_activation_checkpointing(self) -> None:
+        """transformers' switch: each encoder layer is recomputed in backward
+        (non-reentrant: no input needs ``requires_grad``, dropout masks are
+        replayed)."""
+        kwargs = {"use_reentrant": False}
+        try:
+            if hasattr(self.model, "activation_checkpointing_enable"):  # gradient_checkpointing_enable's new name
+                self.model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+                # It also hooks the input embeddings to output tensors that require grad, which only the
+                # reentrant kind needs: below frozen layers that would backpropagate through them for nothing.
+                self.model.disable_input_require_grads()
+            else:
+                self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        except ValueError:  # "... does not support (gradient|activation) checkpointing"
+            raise FtError(f"backbone {self.name} cannot checkpoint its activations: transformers has no gradient "
+                          f"checkpointing for {type(self.model).__name__}",
+                          hint="set train.activation_checkpointing = false") from None
+        if getattr(self.model.config, "use_cache", None):
+            self.model.config.use_cache = False  # an encoder keeps no cache; spares transformers' warning that says so
+
+    def tokens_in(self, inputs: dict[str, torch.Tensor]) -> int:
+        """Real tokens: ones of the attention mask (PadCollate pads with 0);
+        without a mask the model attends to every position, so all count."""
+        mask = inputs.get("attention_mask")
+        return int(mask.sum()) if mask is not None else int(inputs["input_ids"].numel())
+
+    def fsdp_units(self) -> list[nn.Module]:
+        """The encoder's transformer layers (``encoder.layer.N``), input to output."""
+        return list(self.model.get_submodule(layer_list(self.model)))
+
     def preprocess(self, train: bool) -> TokenizeText:
         """Tokenization of one example (a text or a ``(text, pair)`` tuple)."""
         # text needs no augmentation: training and evaluation tokenize alike
@@ -170,6 +200,13 @@ class HfEncoder(Backbone):
                 "max_length": self.max_length, "normalize": self.normalize, "feature_dim": self.feature_dim}
 
 
+def layer_list(model: nn.Module) -> str | None:
+    """Name of the encoder's non-empty list of transformer layers (one of
+    :data:`LAYER_LISTS`), or None."""
+    modules = dict(model.named_modules())
+    return next((n for n in LAYER_LISTS if isinstance(modules.get(n), nn.ModuleList) and len(modules[n])), None)
+
+
 def layer_group_spec(model: nn.Module, prefix: str) -> list[tuple[str, list[str]]]:
     """``groups_by_prefix`` spec for an encoder: embeddings, each layer, pooler.
 
@@ -178,7 +215,7 @@ def layer_group_spec(model: nn.Module, prefix: str) -> list[tuple[str, list[str]
     """
     modules = dict(model.named_modules())
     arch = type(model).__name__
-    layers = next((n for n in LAYER_LISTS if isinstance(modules.get(n), nn.ModuleList) and len(modules[n])), None)
+    layers = layer_list(model)
     hint = ("hf_encoder splits BERT-like encoders (BERT, RoBERTa, XLM-R, ELECTRA, MiniLM, DistilBERT); for another "
             "architecture write a backbone plugin with its own layer_groups() (see CONTRIBUTING.md)")
     if layers is None:

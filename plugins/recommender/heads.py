@@ -30,7 +30,7 @@ from torch import nn
 
 from ft.contracts import Evaluator, Head, TaskInfo
 from ft.errors import FtError
-from ft.metrics import RegressionEvaluator
+from ft.metrics import ExactSum, RegressionEvaluator
 from ft.specs import Options
 
 
@@ -68,10 +68,16 @@ class RankingEvaluator(Evaluator):
     (plane 0 relevant, plane 1 known/excluded), or item indices ``[B]`` (a
     training split: each example's item is its one relevant item)."""
 
+    sums = ("totals", "users")
+
     def __init__(self, k: int = 10):
         self.k = k
-        self.sums: dict[str, float] = {}
+        # per-user metric totals, exact whatever order ranks' shards are merged in
+        self.totals: dict[str, ExactSum] = {name: ExactSum() for name in self._names()}
         self.users = 0
+
+    def _names(self) -> tuple[str, ...]:
+        return (f"ndcg@{self.k}", f"recall@{self.k}", f"hit@{self.k}")
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         if targets.dim() == 1:  # training examples (``ft eval --split train``): the one next item is relevant
@@ -80,12 +86,11 @@ class RankingEvaluator(Evaluator):
         metrics = ranking_metrics(outputs.detach(), targets[:, 0].bool(), targets[:, 1].bool(), self.k)
         keep = ~torch.isnan(next(iter(metrics.values())))
         for name, values in metrics.items():
-            self.sums[name] = self.sums.get(name, 0.0) + values[keep].sum().item()
+            self.totals[name].add(values[keep].sum())
         self.users += int(keep.sum())
 
     def compute(self) -> dict[str, float]:
-        names = (f"ndcg@{self.k}", f"recall@{self.k}", f"hit@{self.k}")
-        return {n: self.sums.get(n, 0.0) / self.users if self.users else float("nan") for n in names}
+        return {n: self.totals[n].value / self.users if self.users else float("nan") for n in self._names()}
 
 
 class RankingOptions(Options):

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from ft.activation_checkpointing import checkpoint_modules
 from ft.contracts import Backbone, TaskInfo, groups_by_prefix
 from ft.errors import FtError
 from ft.specs import Options, RecipePath
@@ -177,6 +178,12 @@ class MatrixFactorization(IdBackbone):
         return groups_by_prefix(self, [("item", ["item_emb", "item_bias"]),
                                        ("user", ["user_emb", "user_bias"])])
 
+    def enable_activation_checkpointing(self) -> None:
+        """Not offered: embedding lookups and a dot product keep no
+        activations worth recomputing (the memory is in the tables)."""
+        raise FtError("backbone mf cannot checkpoint its activations: it is embedding tables and a dot product, "
+                      "with no blocks to recompute", hint="set train.activation_checkpointing = false")
+
 
 # -- two towers ----------------------------------------------------------------------
 
@@ -290,6 +297,11 @@ class TwoTower(IdBackbone):
                                        ("user", ["user_emb", "user_features"]),
                                        ("item_tower", ["item_tower"]), ("user_tower", ["user_tower"])])
 
+    def enable_activation_checkpointing(self) -> None:
+        """Recompute the towers' MLPs: the item tower runs over the whole
+        catalogue every step, so its hidden layer is ``[n_items, hidden]``."""
+        checkpoint_modules([self.item_tower, self.user_tower])
+
 
 # -- SASRec ---------------------------------------------------------------------------
 
@@ -357,6 +369,14 @@ class SasRec(IdBackbone):
         for block in self.blocks:
             x = block(x)
         return self.final_norm(x[:, -1])  # histories are left-padded: the last position is the latest
+
+    def enable_activation_checkpointing(self) -> None:
+        """Recompute each causal block in backward (sized in ``bind_data``)."""
+        checkpoint_modules(self.blocks)
+
+    def fsdp_units(self) -> list[nn.Module]:
+        """The causal blocks, input to output."""
+        return list(self.blocks)
 
     def layer_groups(self):
         last = len(self.blocks) - 1

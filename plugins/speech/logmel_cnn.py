@@ -12,6 +12,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from ft.activation_checkpointing import checkpoint_modules
 from ft.contracts import groups_by_prefix
 
 from .frontend import SpecAugment, as_constants, SpecAugmentOptions, SpeechBackbone
@@ -59,6 +60,15 @@ class LogmelCnn(SpeechBackbone):
 
     def layer_groups(self):
         return groups_by_prefix(self, [(f"block{i}", [f"blocks.{i}"]) for i in range(len(self.blocks))])
+
+    def enable_activation_checkpointing(self) -> None:
+        """Recompute each conv block in backward: the first blocks' outputs
+        (full spectrogram resolution) are most of the activation memory."""
+        checkpoint_modules(self.blocks)
+
+    def fsdp_units(self) -> list[nn.Module]:
+        """The conv blocks, input to output."""
+        return list(self.blocks)
 
     def describe(self) -> dict:
         return {"class": "LogmelCnn", "name": "logmel_cnn", "weights": "random init (from scratch)",

@@ -173,6 +173,14 @@ class ResemblyzerEncoder(SpeechBackbone):
         spec = [(f"lstm{i}", [f"lstm.{i}"]) for i in range(len(self.lstm))] + [("projection", ["linear"])]
         return groups_by_prefix(self, spec)
 
+    def enable_activation_checkpointing(self) -> None:
+        """Not offered: up to three LSTM layers over 1.6 s windows keep little
+        activation memory to trade for recompute. Overridden only so the
+        error names the backbone as a recipe does (not the class)."""
+        raise FtError("backbone resemblyzer cannot checkpoint its activations: it is a small LSTM over 1.6 s "
+                      "windows, with little activation memory to save",
+                      hint="set train.activation_checkpointing = false; to use less memory lower train.batch_size")
+
     def preprocess(self, train: bool):
         return VolumeNormalize(-30.0, increase_only=True) if self.options.normalize_volume else None
 

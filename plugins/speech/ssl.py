@@ -18,6 +18,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from ft.activation_checkpointing import checkpoint_modules
 from ft.contracts import groups_by_prefix
 from ft.errors import FtError
 from ft.specs import ExistingPath, Options
@@ -162,6 +163,17 @@ class SslEncoder(SpeechBackbone):
         if final_norm:
             spec.append(("final_norm", ["model.encoder.transformer.layer_norm"]))
         return groups_by_prefix(self, spec)
+
+    def enable_activation_checkpointing(self) -> None:
+        """Recompute each transformer layer in backward, and each conv layer
+        of the feature extractor when it trains (its first layers' outputs,
+        at 3.2 kHz, are the largest activations of the model)."""
+        checkpoint_modules([*self.model.feature_extractor.conv_layers, *self.model.encoder.transformer.layers])
+
+    def fsdp_units(self) -> list[nn.Module]:
+        """The transformer layers, input to output (the small conv feature
+        extractor, frozen by default, stays with the root)."""
+        return list(self.model.encoder.transformer.layers)
 
     def describe(self) -> dict:
         return {"class": "SslEncoder", "name": self.name, "weights": self.source, "layer": self.layer,

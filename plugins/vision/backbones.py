@@ -27,6 +27,7 @@ import torch
 from pydantic import Field, ValidationInfo, WrapValidator
 from torch import nn
 
+from ft.activation_checkpointing import checkpoint_modules
 from ft.contracts import Backbone, LayerGroup
 from ft.errors import FtError
 from ft.specs import Options
@@ -119,6 +120,33 @@ class TimmBackbone(Backbone):
     def layer_groups(self) -> list[LayerGroup]:
         return timm_layer_groups(self.model, coarse=self.coarse)
 
+    def enable_activation_checkpointing(self) -> None:
+        """Checkpoint each stage (the :meth:`fsdp_units`) with ftkit's
+        ``checkpoint_modules``, which replays BatchNorm exactly (counted once
+        in the running statistics, synchronised under
+        ``train.sync_batchnorm``); timm's own ``set_grad_checkpointing``
+        counts each batch twice. A model without such stages uses timm's
+        switch if it has one; timm's models that cannot lack the method or
+        refuse with ``assert not enable`` (Inception, DLA, NASNet...)."""
+        units = timm_fsdp_units(self.model)
+        if units:
+            checkpoint_modules(units)
+            return
+        cannot = FtError(f"backbone {self.model_name!r} (timm) cannot checkpoint its activations: timm has no "
+                         "gradient checkpointing for this model",
+                         hint="set train.activation_checkpointing = false, or pick a model that has it "
+                              "(EfficientNet, ResNet, ConvNeXt, ViT...)")
+        if not hasattr(self.model, "set_grad_checkpointing"):
+            raise cannot
+        try:
+            self.model.set_grad_checkpointing(True)
+        except AssertionError:
+            raise cannot from None
+
+    def fsdp_units(self) -> list[nn.Module]:
+        """One unit per stage or block, from timm's coarse ``group_matcher``."""
+        return timm_fsdp_units(self.model)
+
     def preprocess(self, train: bool):
         """timm's transforms for this model; training uses the default
         augmentation (the data formats pass the recipe's instead)."""
@@ -202,6 +230,32 @@ def timm_layer_groups(model: nn.Module, coarse: bool = True) -> list[LayerGroup]
         raise FtError(f"timm's group_matcher for {type(model).__name__} does not put every parameter in exactly "
                       "one layer group", hint="report this; use freeze strategies full / linear_probe meanwhile")
     return groups
+
+
+def _weighted_layers(module: nn.Module) -> int:
+    return sum(1 for m in module.modules() if next(m.parameters(recurse=False), None) is not None)
+
+
+def timm_fsdp_units(model: nn.Module) -> list[nn.Module]:
+    """The module behind each coarse layer group (``blocks.3``, ``layer2``,
+    ``stages.1``...), input to output.
+
+    A group becomes a unit only when one module holds exactly its parameters
+    and is built of several layers: a stem of loose convs and norms, or a
+    lone final norm / ``conv_head``, stays with the root, where a unit of its
+    own would cost an all-gather for a few weights. No such group: ``[]``.
+    """
+    modules = dict(model.named_modules())
+    names = {id(p): n for n, p in model.named_parameters()}
+    units = []
+    for group in timm_layer_groups(model, coarse=True):
+        ids = {id(p) for p in group.params}
+        path = _common_prefix([names[id(p)] for p in group.params]).split(".")
+        owners = (modules.get(".".join(path[:k])) for k in range(1, len(path) + 1))  # shallowest first
+        owner = next((m for m in owners if m is not None and {id(p) for p in m.parameters()} == ids), None)
+        if owner is not None and owner is not model and _weighted_layers(owner) > 1:
+            units.append(owner)
+    return units
 
 
 # -- building -----------------------------------------------------------------------
