@@ -1,25 +1,35 @@
-"""Checkpoints that a crash cannot corrupt.
+"""Checkpoints that a crash cannot corrupt, and the training state they hold.
 
 A checkpoint is a directory: ``model.safetensors`` (weights), ``state.pt``
-(optimizer, scheduler and RNG tensors; read back with
-``torch.load(weights_only=True)``) and ``state.json`` (epoch, step, history).
-It is written under a temporary name and renamed into place; only then is
-the ``latest`` pointer replaced, also by rename. So the last good checkpoint
-survives a crash at any moment.
+(optimizer, scheduler, weight average, and every rank's random-number
+state; read back with ``torch.load(weights_only=True)``) and ``state.json``
+(epoch, batch, step, history). A run sharded with FSDP keeps model,
+optimizer and weight average in ``dcp/`` instead (``torch.distributed.checkpoint``,
+one file per rank, written by all ranks at once). It is written under a
+temporary name and renamed into place; only then is the ``latest`` pointer
+replaced, also by rename. So the last good checkpoint survives a crash at
+any moment. Ranks meet at a barrier after each checkpoint, so none runs
+ahead of a checkpoint that is still being written.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model, save_file, save_model
 from torch import nn
+
+from .distributed import Distributed
+from .errors import FtError
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -42,7 +52,19 @@ def save_weights(model: nn.Module, path: Path) -> None:
     save_model(model, str(path), force_contiguous=True)
 
 
-def load_weights(model: nn.Module, path: Path, strict: bool = True) -> None:
+def save_state_dict(state: dict[str, torch.Tensor], path: Path) -> None:
+    """A gathered state dict (FSDP) as safetensors, shared storage split."""
+    seen: set[int] = set()
+    out = {}
+    for name, tensor in state.items():
+        tensor = tensor.detach().cpu()
+        key = tensor.untyped_storage().data_ptr()
+        out[name] = tensor.clone().contiguous() if key in seen else tensor.contiguous()
+        seen.add(key)
+    save_file(out, str(path))
+
+
+def load_weights(model: nn.Module, path: Path, strict: bool = True) -> tuple[list[str], list[str]]:
     missing, unexpected = load_model(model, str(path), strict=strict)
     return missing, unexpected
 
@@ -75,3 +97,208 @@ def read_checkpoint_dir(path: Path) -> tuple[dict[str, Any], dict]:
     state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
     meta = json.loads((path / "state.json").read_text())
     return state, meta
+
+
+# -- the training state of a run -------------------------------------------------
+
+
+def capture_rng(device: torch.device) -> dict[str, Any]:
+    """This process's random-number state: torch (CPU and this rank's GPU),
+    ``random`` and numpy, as types ``torch.load(weights_only=True)`` reads."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": [version, list(internal), gauss],
+             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng(state: dict[str, Any], device: torch.device) -> None:
+    """Put back what :func:`capture_rng` took."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+
+@dataclass
+class TrainingParts:
+    """What a training checkpoint saves and restores."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any = None
+    ema: Any = None
+    sharded: bool = False  # FSDP: model, optimizer and average through torch.distributed.checkpoint
+
+
+def _sharded_state(parts: TrainingParts) -> dict[str, Any]:
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    model_state, optim_state = get_state_dict(parts.model, parts.optimizer)
+    state = {"model": model_state, "optimizer": optim_state}
+    if parts.ema is not None:
+        state["ema"] = parts.ema.state_dict()
+    return state
+
+
+def save_training_checkpoint(root: Path, name: str, parts: TrainingParts, meta: dict, dist: Distributed,
+                             device: torch.device, keep: int, rank_state: dict | None = None) -> Path:
+    """Write checkpoint ``root/name`` and point ``root/latest.json`` at it.
+
+    Every rank calls this: each rank's RNG state and ``rank_state`` (its
+    running sums of a half-done epoch) go into the checkpoint, so a resumed
+    multi-rank run draws and reports what the unbroken one would; sharded
+    state is written by all ranks together. Rank 0 writes the rest.
+    """
+    ranks = dist.gather_object({"rng": capture_rng(device), **(rank_state or {})})
+    target = root / name
+    tmp = None
+    if dist.is_main:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.tmp-"))
+    if parts.sharded:
+        import torch.distributed.checkpoint as dcp
+
+        tmp = dist.broadcast_object(tmp)
+        dcp.save(_sharded_state(parts), checkpoint_id=str(tmp / "dcp"))
+    if dist.is_main:
+        state: dict[str, Any] = {"scheduler": parts.scheduler.state_dict(), "ranks": ranks}
+        if not parts.sharded:
+            state["optimizer"] = parts.optimizer.state_dict()
+            if parts.ema is not None:
+                state["ema"] = parts.ema.state_dict()
+        if parts.scaler is not None:
+            state["scaler"] = parts.scaler.state_dict()
+        meta = {**meta, "world_size": dist.world_size, "sharded": parts.sharded}
+        try:
+            if not parts.sharded:
+                save_weights(parts.model, tmp / "model.safetensors")
+            torch.save(state, tmp / "state.pt")
+            write_json_atomic(tmp / "state.json", meta)
+            for f in tmp.iterdir():
+                if f.is_file():
+                    with f.open("rb") as fh:
+                        os.fsync(fh.fileno())
+            _replace_dir(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        write_json_atomic(root / "latest.json", {"checkpoint": name, "epoch": meta["epoch"], "batch": meta["batch"]})
+        kept = sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith("epoch-")),
+                      key=lambda p: p.stat().st_mtime)
+        for old in kept[:-keep]:
+            if old.name != name:
+                shutil.rmtree(old, ignore_errors=True)
+    dist.barrier()
+    return target
+
+
+def _replace_dir(tmp: Path, target: Path) -> None:
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint ``checkpoints/latest.json`` names, or None."""
+    pointer = run_dir / "checkpoints" / "latest.json"
+    if not pointer.exists():
+        return None
+    return run_dir / "checkpoints" / json.loads(pointer.read_text())["checkpoint"]
+
+
+def load_training_checkpoint(path: Path, parts: TrainingParts, dist: Distributed,
+                             device: torch.device) -> tuple[dict, dict]:
+    """Restore what :func:`save_training_checkpoint` wrote into ``parts``
+    and this rank's RNG; returns the checkpoint's ``state.json`` and this
+    rank's ``rank_state``."""
+    state, meta = read_checkpoint_dir(path)
+    saved_world = meta.get("world_size", 1)
+    if saved_world != dist.world_size and meta.get("batch", 0):
+        raise FtError(f"the checkpoint was written by {saved_world} rank(s) in the middle of an epoch; "
+                      f"this run has {dist.world_size}", where=str(path),
+                      hint=f"resume with {saved_world} rank(s) (ft run ... --nproc-per-node {saved_world})")
+    if bool(meta.get("sharded")) != parts.sharded:
+        kind = "FSDP (sharded)" if meta.get("sharded") else "unsharded"
+        raise FtError(f"the checkpoint is {kind}; this run's train.distributed does not match", where=str(path),
+                      hint="resume with the train.distributed the run started with")
+    if parts.ema is not None and "ema" not in state and not parts.sharded:
+        raise FtError("the checkpoint holds no weight average, but train.ema_decay is set", where=str(path),
+                      hint="resume with the train.ema_decay the run started with (unset it if none)")
+    if parts.sharded:
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import set_state_dict
+
+        sharded = _sharded_state(parts)
+        dcp.load(sharded, checkpoint_id=str(path / "dcp"))
+        set_state_dict(parts.model, parts.optimizer, model_state_dict=sharded["model"],
+                       optim_state_dict=sharded["optimizer"])
+        if parts.ema is not None:
+            parts.ema.load_state_dict(sharded["ema"])
+    else:
+        load_weights(parts.model, path / "model.safetensors")
+        parts.optimizer.load_state_dict(state["optimizer"])
+        if parts.ema is not None:
+            parts.ema.load_state_dict(state["ema"])
+    parts.scheduler.load_state_dict(state["scheduler"])
+    if parts.scaler is not None and "scaler" in state:
+        parts.scaler.load_state_dict(state["scaler"])
+    ranks = state["ranks"]
+    # a rank the checkpoint did not know (more ranks now, at an epoch boundary) keeps its fresh seed
+    mine = dict(ranks[dist.rank]) if dist.rank < len(ranks) else {}
+    if "rng" in mine:
+        restore_rng(mine.pop("rng"), device)
+    return meta, mine
+
+
+def run_weights(run_dir: Path) -> Path:
+    """Where a finished or interrupted run keeps its model: ``best/``, else
+    the latest checkpoint's weights (a ``dcp/`` folder if it was sharded)."""
+    best = run_dir / "best" / "model.safetensors"
+    if best.exists():
+        return best
+    path = latest_checkpoint(run_dir)
+    if path is None:
+        raise FtError("the run has no saved model (no best/ and no checkpoint)", where=str(run_dir))
+    return path / "model.safetensors" if (path / "model.safetensors").exists() else path / "dcp"
+
+
+def read_weights(source: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.safetensors`` file or a sharded ``dcp/`` folder (gathered whole)."""
+    if source.is_dir():
+        return read_sharded_model(source)
+    from safetensors.torch import load_file
+
+    return load_file(str(source))
+
+
+def load_run_weights(model: nn.Module, run_dir: Path) -> Path:
+    """Load :func:`run_weights` into ``model``; returns where they came from."""
+    source = run_weights(run_dir)
+    if source.is_dir():
+        model.load_state_dict(read_sharded_model(source))
+    else:
+        load_weights(model, source)
+    return source
+
+
+def read_sharded_model(dcp_dir: Path) -> dict[str, torch.Tensor]:
+    """The model weights of a sharded (``dcp/``) checkpoint, whole, in one process."""
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint.format_utils import _EmptyStateDictLoadPlanner
+    from torch.distributed.checkpoint.state_dict_loader import _load_state_dict
+
+    state: dict[str, Any] = {}
+    _load_state_dict(state, storage_reader=FileSystemReader(str(dcp_dir)), planner=_EmptyStateDictLoadPlanner(),
+                     no_dist=True)
+    return state["model"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 EPILOG = """\
@@ -15,6 +16,7 @@ examples:
   ft run recipes/speech_accent.toml
   ft run recipes/speech_accent.toml --set train.epochs=3 --set optim.lr=3e-4
   ft run recipes/speech_accent.toml --resume
+  ft run recipes/speech_accent.toml --nproc-per-node 2
   ft validate recipes/speech_accent.toml
   ft show recipes/speech_accent.toml
   ft plugins
@@ -42,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
                    help="continue the recipe's latest run (or RUN_DIR) from its last checkpoint")
     r.add_argument("--quiet", action="store_true", help="no progress output")
+    dist = r.add_argument_group("several processes (see docs/distributed.md)")
+    dist.add_argument("--nproc-per-node", type=int, metavar="N",
+                      help="start N ranks on this node (through torch.distributed.run, as torchrun does)")
+    dist.add_argument("--nnodes", type=int, default=1, metavar="M", help="nodes in the job (default 1)")
+    dist.add_argument("--node-rank", type=int, metavar="K", help="this node's place, 0..M-1 (static rendezvous)")
+    dist.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                      help="where the nodes meet (the same on every node; with --node-rank: node 0's address)")
     recipe_cmd("validate", "check a recipe (keys, types, names, paths) without training")
     recipe_cmd("show", "print the resolved recipe with every default filled in")
 
@@ -78,25 +87,57 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from .errors import FtError
 
+    rank = int(os.environ.get("RANK", "0"))
     try:
         return COMMANDS[args.command](args) or 0
     except FtError as exc:
         if args.debug:
             raise
-        print(f"ft: error: {exc}", file=sys.stderr)
-        if not getattr(args, "debug", False):
+        if rank == 0 or not exc.all_ranks:  # an error every rank shares is printed once
+            prefix = f"ft: [rank {rank}] error: " if rank else "ft: error: "
+            print(f"{prefix}{exc}", file=sys.stderr)
             print("ft: (run with --debug for the traceback)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("ft: interrupted; the last checkpoint is intact (resume with --resume)", file=sys.stderr)
+        if rank == 0:
+            print("ft: interrupted; the last checkpoint is intact (resume with --resume)", file=sys.stderr)
         return 130
+    finally:
+        if "torch.distributed" in sys.modules:  # leave the process group this run joined
+            from .distributed import shutdown
+
+            shutdown()
 
 
 def _run(args) -> int:
+    if args.nproc_per_node and "LOCAL_RANK" not in os.environ:
+        return _launch(args)
     from .engine import run
 
     run(args.recipe, args.overrides, resume=args.resume, quiet=args.quiet)
     return 0
+
+
+def _launch(args) -> int:
+    """Check the recipe once here, then start the ranks (each runs ``ft run`` without the launcher flags)."""
+    from .errors import FtError
+    from .launch import LaunchOptions, launch
+    from .recipe import load_recipe
+
+    options = LaunchOptions(args.nproc_per_node, args.nnodes, args.node_rank, args.rdzv_endpoint)
+    try:
+        options.torchrun_args()
+    except ValueError as exc:
+        raise FtError(str(exc), where="ft run") from None
+    load_recipe(args.recipe, args.overrides)
+    worker = ["run", args.recipe, *(f"--set={o}" for o in args.overrides)]
+    if args.resume:
+        worker += ["--resume"] if args.resume is True else ["--resume", str(args.resume)]
+    if args.quiet:
+        worker.append("--quiet")
+    if args.debug:
+        worker.insert(0, "--debug")
+    return launch(options, worker)
 
 
 def _validate(args) -> int:

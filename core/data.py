@@ -2,13 +2,25 @@
 
 That is what makes an exact resume possible: the order of epoch ``e`` is the
 same whether the run was interrupted or not, and a run stopped mid-epoch
-resumes at the next unseen batch.
+resumes at the next unseen batch. Random transforms (crops, noise,
+SpecAugment) draw from a generator seeded per batch with ``(seed, rank,
+epoch, batch)``, so they too are the same after a resume, whatever the
+number of loader workers, and differ between ranks.
+
+Evaluation batches are the split in order, cut into consecutive batches;
+under DDP rank ``r`` takes batches ``r, r + W, r + 2W, ...`` (no padding, no
+example twice), so every batch is the one a single process would see.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
+import random
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -23,16 +35,78 @@ def consecutive_batches(order: list[int], batch_size: int, generator: torch.Gene
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def batch_seed(seed: int, rank: int, epoch: int, batch: int) -> int:
+    """The seed of one training batch's random transforms (63 bits)."""
+    digest = hashlib.blake2b(f"{seed}:{rank}:{epoch}:{batch}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+class SeededBatch(list):
+    """A batch's indices plus the seed its random transforms use."""
+
+    __slots__ = ("seed",)
+
+    def __init__(self, indices: list[int], seed: int | None = None):
+        super().__init__(indices)
+        self.seed = seed
+
+    def __reduce__(self):  # travels to loader workers
+        return (SeededBatch, (list(self), self.seed))
+
+
+@contextlib.contextmanager
+def forked_rng(seed: int):
+    """torch (CPU), ``random`` and numpy's global generators seeded with
+    ``seed`` inside the block and put back as they were after it, so the
+    caller's random stream (dropout, the next batch) is untouched."""
+    torch_state, py_state, np_state = torch.get_rng_state(), random.getstate(), np.random.get_state()
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    try:
+        yield
+    finally:
+        torch.set_rng_state(torch_state)
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+
+
+class SeededFetch(Dataset):
+    """A dataset view whose batched fetch runs under the batch's seed
+    (``DataLoader`` calls ``__getitems__`` with the sampler's batch, in the
+    main process or in a worker)."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.dataset[i]
+
+    def __getitems__(self, indices: list[int]) -> list:
+        seed = getattr(indices, "seed", None)
+        if seed is None:
+            return [self.dataset[i] for i in indices]
+        with forked_rng(seed):
+            return [self.dataset[i] for i in indices]
+
+
 class EpochBatchSampler(Sampler[list[int]]):
     """Seeded batches per epoch, sharded across DDP ranks, resumable.
 
     The epoch's order is a permutation drawn from ``(seed, epoch)``; a
     ``batcher`` (a data format's, e.g. length bucketing for text) groups it
-    into batches, else consecutive chunks. Ranks take every
-    ``world_size``-th index before batching, so one optimizer step over all
-    ranks sees what a single process with ``world_size`` times the batch
-    would (with the default batcher). ``set_start(b)``
-    skips this rank's first ``b`` batches once (resuming mid-epoch).
+    into batches, else consecutive chunks. Under DDP the batcher groups the
+    whole order into global batches (``world_size`` times the batch) and
+    each rank takes every ``world_size``-th index of each, so one optimizer
+    step over all ranks sees exactly what a single process with the global
+    batch would, bucketed or not. When the split does not divide by the
+    world size, the first indices of the order are repeated so every rank
+    has the same number of batches (as ``DistributedSampler`` does).
+    ``set_start(b)`` skips this rank's first ``b`` batches once (resuming
+    mid-epoch). Each batch carries its transform seed (:class:`SeededBatch`).
     """
 
     def __init__(self, size: int, batch_size: int, *, shuffle: bool, seed: int = 0, rank: int = 0,
@@ -51,29 +125,84 @@ class EpochBatchSampler(Sampler[list[int]]):
     def _batches(self) -> list[list[int]]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.size, generator=g).tolist() if self.shuffle else list(range(self.size))
-        if self.world_size > 1:  # pad so every rank gets the same count, then take this rank's share
-            order += order[: (-len(order)) % self.world_size]
-            order = order[self.rank::self.world_size]
-        return self.batcher(order, self.batch_size, g)
+        if self.world_size == 1:
+            return self.batcher(order, self.batch_size, g)
+        ws = self.world_size
+        order += order[: (-len(order)) % ws]  # pad so every rank gets the same count
+        # batch the epoch as one process with the global batch would, then take this rank's share of each
+        return [batch[self.rank::ws] for batch in self.batcher(order, self.batch_size * ws, g)]
 
     def __iter__(self) -> Iterator[list[int]]:
-        batches = self._batches()[self.start:]
-        self.start = 0
-        return iter(batches)
+        batches = self._batches()
+        start, self.start = self.start, 0
+        return iter(SeededBatch(b, batch_seed(self.seed, self.rank, self.epoch, i))
+                    for i, b in enumerate(batches) if i >= start)
 
     def __len__(self) -> int:
         return len(self._batches()) - self.start
 
 
+class ShardedBatches(Sampler[list[int]]):
+    """Evaluation batches: the split in order, in consecutive batches, rank
+    ``r`` of ``W`` taking batches ``r, r + W, ...``. With ``even=True`` a rank
+    short of the longest share runs the split's first batch once more (its
+    :attr:`padding`, to be ignored) so every rank runs the same number of
+    forwards (FSDP gathers weights in each). ``batches`` replaces the
+    consecutive ones."""
+
+    def __init__(self, size: int, batch_size: int, rank: int = 0, world_size: int = 1, even: bool = False,
+                 batches: list[list[int]] | None = None):
+        every = batches if batches is not None else consecutive_batches(list(range(size)), batch_size)
+        self.sharded = world_size > 1
+        self.batches = every[rank::world_size]
+        #: each batch's place among the split's batches (None for a repeated one)
+        self.positions: list[int | None] = list(range(rank, len(every), world_size))
+        self.padding = 0
+        if even:
+            longest = -(-len(every) // world_size)
+            self.padding = longest - len(self.batches)
+            self.batches += [every[0]] * self.padding
+            self.positions += [None] * self.padding
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def resolve_num_workers(setting: int | str, device: torch.device, local_world_size: int = 1) -> int:
+    """``train.num_workers``: a number, or ``"auto"``: none on CPU (the
+    workers would compete with the model for the same cores), on CUDA the
+    CPU cores per local rank less one for the main process, at most 8."""
+    if setting != "auto":
+        return int(setting)
+    if device.type != "cuda":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cores // max(1, local_world_size) - 1))
+
+
 def make_loader(dataset: Dataset, *, batch_size: int, train: bool, seed: int = 0, collate: Callable | None = None,
                 num_workers: int = 0, rank: int = 0, world_size: int = 1, pin_memory: bool = False,
-                batcher: Batcher | None = None) -> DataLoader:
-    """A DataLoader over an :class:`EpochBatchSampler`, with its own
-    generator so worker seeds never draw from (and shift) the global RNG."""
-    sampler = EpochBatchSampler(len(dataset), batch_size, shuffle=train, seed=seed, rank=rank,
-                                world_size=world_size, batcher=batcher)
+                batcher: Batcher | None = None, persistent_workers: bool = False,
+                prefetch_factor: int | None = None, shard_eval: bool = False, even: bool = False) -> DataLoader:
+    """A DataLoader over an :class:`EpochBatchSampler` (``train=True``) or
+    :class:`ShardedBatches` (evaluation; sharded across ranks only with
+    ``shard_eval``), with its own generator so worker seeds never draw from
+    (and shift) the global RNG."""
+    if train:
+        sampler: Sampler = EpochBatchSampler(len(dataset), batch_size, shuffle=True, seed=seed, rank=rank,
+                                             world_size=world_size, batcher=batcher)
+        dataset = SeededFetch(dataset)
+    else:
+        sampler = ShardedBatches(len(dataset), batch_size, rank, world_size, even) if shard_eval else \
+            ShardedBatches(len(dataset), batch_size)
+    extra = {}
+    if num_workers > 0:
+        extra = {"persistent_workers": persistent_workers, "prefetch_factor": prefetch_factor}
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
-                      pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))
+                      pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed), **extra)
 
 
 def index_nested(obj: Any, i: Any) -> Any:

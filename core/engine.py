@@ -17,14 +17,17 @@ import torch
 from torch.utils.data import default_collate
 
 from ._registry import Registry, get_registry
-from .checkpoint import load_weights, write_json_atomic
+from .checkpoint import (latest_checkpoint, load_run_weights, load_weights, save_state_dict, save_weights,
+                         write_json_atomic)
 from .contracts import Backbone, BuildContext, DataBundle, Head, TaskInfo
+from .distributed import Distributed, get_distributed
 from .errors import FtError
 from .freezing import FreezeStrategy, apply_strategy, parameter_table
 from .model import FtModel
+from .parallel import full_state_dict, is_sharded, resolve_device
 from .recipe import Recipe, load_recipe
 from .rundir import environment, latest_run_dir, new_run_dir, plot_curves, write_model_card, write_summary
-from .trainer import Trainer
+from .trainer import Trainer, seed_everything
 
 
 @dataclass
@@ -126,14 +129,15 @@ def build_model(recipe: Recipe | str | Path | Mapping, overrides: Mapping | None
 
 
 def _run_dir_for(recipe: Recipe, resume: bool | str | Path) -> Path:
+    """The run directory to write (or resume): rank 0 decides, nobody else creates one."""
     if isinstance(resume, (str, Path)) and not isinstance(resume, bool):
         path = Path(resume)
-        if not (path / "checkpoints" / "latest.json").exists():
+        if latest_checkpoint(path) is None:
             raise FtError("no checkpoint to resume from", where=str(path))
         return path
     if recipe.output.dir is not None:
         path = Path(recipe.output.dir)
-        has_run = (path / "checkpoints" / "latest.json").exists() or (path / "summary.json").exists()
+        has_run = latest_checkpoint(path) is not None or (path / "summary.json").exists()
         if resume:
             if not has_run:
                 raise FtError("no checkpoint to resume from", where=f"output.dir = {path}")
@@ -151,38 +155,52 @@ def _run_dir_for(recipe: Recipe, resume: bool | str | Path) -> Path:
     return new_run_dir(recipe.output.root, recipe.name)
 
 
+def _check_can_resume(run_dir: Path) -> None:
+    """Every rank reads the checkpoint it resumes from: it must see it."""
+    if latest_checkpoint(run_dir) is None:
+        import socket
+
+        raise FtError(f"this node ({socket.gethostname()}) cannot see the run's checkpoint", where=str(run_dir),
+                      hint="put output.root (or output.dir) on storage every node mounts at the same path "
+                           "(see docs/distributed.md)")
+
+
 def run(source: Recipe | str | Path | Mapping, overrides: Mapping[str, Any] | list[str] | None = None, *,
         resume: bool | str | Path = False, quiet: bool = False, callbacks: list | None = None) -> Result:
     """Train what a recipe describes and write its run directory.
 
     ``source`` is a TOML path, a dict or a loaded :class:`Recipe`;
     ``overrides`` maps dotted keys to values (``{"train.epochs": 3}``).
+    Under ``torchrun`` every rank calls it; rank 0 writes the run directory
+    and the others return the same metrics. Ctrl-C stops after the current
+    step with a checkpoint and raises ``KeyboardInterrupt``.
     """
     registry = get_registry()
     recipe = source if isinstance(source, Recipe) else load_recipe(source, overrides, registry)
-    run_dir = _run_dir_for(recipe, resume)
-    model, bundle, strategy = assemble(recipe, registry)
+    dist = get_distributed(resolve_device(recipe.train.device).type)
+    run_dir = dist.decide(lambda: _run_dir_for(recipe, resume))
+    if resume:
+        dist.agree(lambda: _check_can_resume(run_dir))
+    seed_everything(recipe.train.seed)  # before anything is built: the new head starts the same every run
+    model, bundle, strategy = dist.agree(lambda: assemble(recipe, registry))
     trainer = Trainer(model, bundle.train, bundle.val, train=recipe.train, optim=recipe.optim, strategy=strategy,
                       collate=model.backbone.collate(), run_dir=run_dir,
-                      callbacks=[HookRelay(registry), *(callbacks or [])], recipe=recipe, data=bundle, quiet=quiet)
-    main = trainer.rank == 0
+                      callbacks=[HookRelay(registry), *(callbacks or [])], recipe=recipe, data=bundle, quiet=quiet,
+                      dist=dist)
+    main = dist.is_main
     if main:
         (run_dir / "recipe.toml").write_text(recipe.to_toml())
-        write_json_atomic(run_dir / "env.json", environment(str(trainer.device), trainer.precision))
+        write_json_atomic(run_dir / "env.json", environment(str(trainer.device), trainer.precision,
+                                                            dist.world_size, dist.backend))
         write_json_atomic(run_dir / "task.json", model.task.to_json())
         write_json_atomic(run_dir / "data.json", {"fingerprint": bundle.fingerprint, "sizes": _sizes(bundle),
                                                   **bundle.info})
     fit = trainer.fit(resume=bool(resume))
-    best = run_dir / "best" / "model.safetensors"
-    if best.exists():
-        load_weights(model, best)
-    if strategy.finish(model, bundle, trainer.device) and main:
-        from .checkpoint import save_weights
-
-        best.parent.mkdir(exist_ok=True)
-        tmp = best.with_name(".model.safetensors.tmp")
-        save_weights(model, tmp)
-        tmp.replace(best)
+    if fit.stopped == "interrupted":
+        raise KeyboardInterrupt
+    _load_best(model, run_dir, dist)
+    if strategy.finish(model, bundle, trainer.device):
+        _save_model(model, run_dir / "best" / "model.safetensors", dist)
     t0 = time.perf_counter()
     metrics: dict[str, dict[str, float]] = {}
     for split, data in (("val", bundle.val), ("test", bundle.test)):
@@ -208,7 +226,39 @@ def run(source: Recipe | str | Path | Mapping, overrides: Mapping[str, Any] | li
         if not quiet:
             shown = "  ".join(f"{s}_{k} {v:.4f}" for s, m in metrics.items() for k, v in m.items())
             print(f"ft: done in {fit.train_seconds:.1f} s ({fit.stopped}); {shown}\nft: run directory {run_dir}")
+    dist.barrier()
     return Result(metrics, run_dir, model, summary, recipe)
+
+
+def _load_best(model: FtModel, run_dir: Path, dist: Distributed) -> None:
+    """The best epoch's weights into every rank's model. Rank 0 reads them
+    and sends them, so the other ranks need not see the run directory."""
+    best = run_dir / "best" / "model.safetensors"
+    if not dist.decide(best.exists):
+        return
+    from safetensors.torch import load_file
+
+    state = load_file(str(best)) if dist.is_main else {}
+    if is_sharded(model):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True,
+                                                                    broadcast_from_rank0=True, strict=False))
+        return
+    if dist.is_main:
+        load_weights(model, best)
+    dist.broadcast_tensors(list(model.state_dict().values()))
+
+
+def _save_model(model: FtModel, path: Path, dist: Distributed) -> None:
+    """Rank 0 writes the model (gathered first when it is sharded) atomically."""
+    state = full_state_dict(model) if is_sharded(model) else None
+    if dist.is_main:
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_state_dict(state, tmp) if state is not None else save_weights(model, tmp)
+        tmp.replace(path)
+    dist.barrier()
 
 
 def _sizes(bundle: DataBundle) -> dict[str, int]:
@@ -241,13 +291,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     data_info = json.loads(info_path.read_text()) if info_path.exists() else {}
     model, _, strategy = assemble(recipe, load_pretrained=False, task=task, data_info=data_info)
     apply_strategy(strategy, model)
-    weights = run_dir / "best" / "model.safetensors"
-    if not weights.exists():
-        pointer = run_dir / "checkpoints" / "latest.json"
-        if not pointer.exists():
-            raise FtError("the run has no saved model (no best/ and no checkpoint)", where=str(run_dir))
-        weights = run_dir / "checkpoints" / json.loads(pointer.read_text())["checkpoint"] / "model.safetensors"
-    load_weights(model, weights)
+    load_run_weights(model, run_dir)
     model.eval()
     return LoadedRun(recipe, model, strategy, run_dir)
 
@@ -278,8 +322,6 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     into the base weights) as a directory that is itself a loadable run
     (``ft eval``/``ft predict``/``ft.load_run`` work on it)."""
     import shutil
-
-    from .checkpoint import save_weights
 
     loaded = load_run(run_dir)
     out = Path(out_dir)

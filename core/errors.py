@@ -19,17 +19,30 @@ class FtError(Exception):
     ``hint`` says what to do about it.
     """
 
+    #: set when every rank of a distributed run raises this same error (it is printed once)
+    all_ranks: bool = False
+
     def __init__(self, message: str, *, where: str | None = None, hint: str | None = None):
         self.message = message
         self.where = where
         self.hint = hint
         super().__init__(str(self))
 
+    def __reduce__(self):
+        # keeps where/hint when the error travels between ranks (pickled)
+        return (_rebuild, (type(self), self.message, self.where, self.hint, self.all_ranks))
+
     def __str__(self) -> str:
         text = f"{self.where}: {self.message}" if self.where else self.message
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text
+
+
+def _rebuild(cls: type, message: str, where: str | None, hint: str | None, all_ranks: bool) -> FtError:
+    error = cls(message, where=where, hint=hint)
+    error.all_ranks = all_ranks
+    return error
 
 
 class RecipeError(FtError):

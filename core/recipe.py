@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from .errors import RecipeError, did_you_mean
 from .specs import KINDS, Options, RecipePath
@@ -66,12 +66,31 @@ class TrainSection(Options):
     ema_decay: float | None = Field(
         None, gt=0, lt=1, description="average the weights over steps (e.g. 0.998); validation, best/ and the "
                                       "final model use the average")
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N (cuda: this rank's GPU, cuda:LOCAL_RANK)")
+    precision: Literal["auto", "fp32", "bf16", "fp16", "fp64"] = Field(
+        "auto", description="auto: bf16 on CUDA that supports it, fp32 on CPU; fp64: float64 everywhere, slow, for "
+                            "checking numerics")
     channels_last: bool = False
     compile: bool = False
+    tf32: bool = Field(True, description="CUDA: TF32 matmuls and convolutions (float32 range, 10-bit mantissa)")
+    cudnn_benchmark: bool = Field(True, description="CUDA: autotune convolution algorithms per input shape")
+    activation_checkpointing: bool = Field(
+        False, description="recompute the backbone's activations in backward: less memory, ~1/3 more compute")
     seed: int = 0
-    num_workers: int = Field(0, ge=0)
+    num_workers: Literal["auto"] | int = Field(
+        "auto", description="loader worker processes; auto: 0 on CPU, on CUDA the cores per local rank less "
+                                  "one, at most 8")
+    persistent_workers: bool = Field(True, description="keep loader workers alive between epochs")
+    prefetch_factor: int | None = Field(None, ge=1, description="batches each worker loads ahead (torch: 2)")
+    distributed: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="several ranks: ddp (a model copy per rank) or fsdp (FSDP2: parameters, gradients and "
+                           "optimizer state sharded)")
+    sync_batchnorm: bool = Field(False, description="several ranks: BatchNorm statistics over the global batch")
+    ddp_static_graph: bool = Field(False, description="DDP: the set of used parameters never changes between steps")
+    ddp_bucket_cap_mb: float | None = Field(None, gt=0, description="DDP: gradient bucket size (torch: 25)")
+    ddp_find_unused_parameters: bool = Field(False, description="DDP: the forward may skip parameters")
+    fsdp_reshard_after_forward: bool = Field(
+        True, description="FSDP: free gathered weights after forward (less memory, one more gather in backward)")
     monitor: str | None = Field(None, description="metric for best model / early stopping, e.g. val_accuracy")
     monitor_mode: Literal["auto", "max", "min"] = "auto"
     patience: int | None = Field(None, ge=1, description="early stopping: epochs without improvement")
@@ -82,6 +101,13 @@ class TrainSection(Options):
     feature_cache_on_disk: bool = Field(False, description="also keep cached features in <run>/cache/")
     log_every: int = Field(50, ge=1, description="steps between progress lines when not on a terminal")
     progress: Literal["auto"] | bool = "auto"
+
+    @field_validator("num_workers", mode="before")
+    @classmethod
+    def _auto_or_count(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            return value
+        raise ValueError('expected "auto" or a whole number >= 0')
 
 
 class OutputSection(Options):

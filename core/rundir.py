@@ -44,7 +44,7 @@ def latest_run_dir(root: str | Path, recipe_name: str) -> Path | None:
     return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
 
 
-def environment(device: str, precision: str) -> dict[str, Any]:
+def environment(device: str, precision: str, world_size: int = 1, backend: str | None = None) -> dict[str, Any]:
     import torch
 
     versions = {"python": sys.version.split()[0], "torch": torch.__version__}
@@ -60,6 +60,8 @@ def environment(device: str, precision: str) -> dict[str, Any]:
         "platform": platform.platform(),
         "device": device,
         "precision": precision,
+        "world_size": world_size,
+        "backend": backend,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "threads": torch.get_num_threads(),
         "command": " ".join(sys.argv),

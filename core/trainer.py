@@ -1,4 +1,4 @@
-"""One trainer for every domain.
+"""One trainer for every domain, on one CPU or many GPUs.
 
 It trains any ``nn.Module`` on ``(inputs, target)`` batches. With an
 :class:`ft.FtModel` it takes the loss and metrics from the head; a bare module
@@ -6,6 +6,12 @@ needs ``loss_fn`` (and optionally ``evaluator``). Every speed knob is a plain
 line in :meth:`Trainer._step` (autocast, ``no_sync`` while accumulating,
 ``non_blocking`` copies, ``set_to_none``), and the effective settings are
 printed when training starts.
+
+Under ``torchrun`` the ranks are one run: the same seeded model on every
+rank, one seeded data order sharded across them, training figures summed
+over ranks, evaluation sharded and merged exactly, and every decision to
+stop (epochs, ``max_steps``, ``time_limit``, early stopping, Ctrl-C) taken
+once and shared, so all ranks stop at the same step.
 """
 
 from __future__ import annotations
@@ -13,6 +19,9 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from itertools import islice
@@ -24,17 +33,24 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .checkpoint import read_checkpoint_dir, save_checkpoint_dir, save_weights, load_weights, write_json_atomic
+from .checkpoint import (TrainingParts, latest_checkpoint, load_training_checkpoint, save_state_dict,
+                         save_training_checkpoint, save_weights, write_json_atomic)
 from .contracts import batch_size_of, move_to
-from .data import make_loader
+from .data import ShardedBatches, make_loader, resolve_num_workers
+from .distributed import Distributed, get_distributed
 from .ema import WeightEMA
-from .feature_cache import FeatureCache
 from .errors import FtError
+from .feature_cache import FeatureCache
 from .freezing import FreezeStrategy, Progress, apply_strategy, parameter_table
+from .meters import EpochMeter
+from .metrics import ExactSum
 from .optim import build_optimizer, build_scheduler
+from .parallel import (all_reduce_gradients, configure_cuda, enable_activation_checkpointing, full_state_dict,
+                       resolve_device, resolve_precision, shard_fsdp, wrap_ddp)
 from .progress import Progress as ProgressBar
 from .recipe import OptimSection, TrainSection
 from .rundir import MetricsLog
+from .sync_batchnorm import has_batch_norm, sync_batch_norm
 
 HIGHER_IS_BETTER = ("accuracy", "f1", "ndcg", "recall", "hit", "precision", "auc", "map", "mrr", "r2", "exact_match")
 
@@ -65,29 +81,6 @@ class FitResult:
     settings: dict = field(default_factory=dict)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if "LOCAL_RANK" in os.environ and torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise FtError(f"train.device = {name!r} but CUDA is not available", hint="use train.device = \"auto\" or \"cpu\"")
-    return device
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    """auto: bf16 on CUDA that supports it, fp16 on older CUDA, fp32 on CPU
-    (bf16 autocast was not reliably faster on the CPUs we measured)."""
-    if name == "auto":
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "fp32"
-    if name == "fp16" and device.type != "cuda":
-        raise FtError("train.precision = \"fp16\" needs a CUDA device", hint="use \"bf16\" or \"fp32\" on CPU")
-    return name
-
-
 def metric_mode(name: str, default_metric: str | None = None, default_mode: str = "min") -> str:
     bare = name.split("_", 1)[1] if name.startswith(("val_", "train_", "test_")) else name
     if default_metric and bare == default_metric:
@@ -95,20 +88,55 @@ def metric_mode(name: str, default_metric: str | None = None, default_mode: str 
     return "max" if any(word in bare for word in HIGHER_IS_BETTER) else "min"
 
 
+class StopRequest:
+    """Ctrl-C (SIGINT) or SIGTERM during training: stop after the current
+    step, with a checkpoint. A second signal a second or more later aborts
+    at once (``torchrun`` forwards the terminal's Ctrl-C to its workers,
+    which then see it twice within moments)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._first = 0.0
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum, frame) -> None:
+        now = time.monotonic()
+        if self.requested:
+            if now - self._first > 1.0:
+                raise KeyboardInterrupt
+            return
+        self.requested, self._first = True, now
+        print("ft: stopping after this step and saving a checkpoint (press Ctrl-C again to abort)", flush=True)
+
+
 class Trainer:
     """Fit, evaluate, checkpoint and resume; GPU when present, CPU otherwise.
 
     ``train_data``/``val_data`` are DataLoaders or Datasets (a Dataset gets a
-    resumable, seeded loader). ``train``/``optim`` are the recipe sections
-    (objects or dicts). ``callbacks`` are objects with any of the lifecycle
-    hook methods (``ft_run_start``, ``ft_epoch_end``, ...).
+    resumable, seeded loader, sharded across ranks under DDP). ``train``/
+    ``optim`` are the recipe sections (objects or dicts). ``callbacks`` are
+    objects with any of the lifecycle hook methods (``ft_run_start``,
+    ``ft_epoch_end``, ...). ``dist`` is this process's place in a
+    multi-rank run (by default taken from the launcher's environment).
     """
 
     def __init__(self, model: nn.Module, train_data: DataLoader | Dataset, val_data: DataLoader | Dataset | None = None,
                  *, train: TrainSection | dict | None = None, optim: OptimSection | dict | None = None,
                  strategy: FreezeStrategy | None = None, loss_fn: Callable | None = None,
                  evaluator: Callable | None = None, collate: Callable | None = None, run_dir: str | Path | None = None,
-                 callbacks: Iterable[Any] = (), recipe: Any = None, data: Any = None, quiet: bool = False):
+                 callbacks: Iterable[Any] = (), recipe: Any = None, data: Any = None, quiet: bool = False,
+                 dist: Distributed | None = None):
         self.cfg = train if isinstance(train, TrainSection) else TrainSection(**(train or {}))
         self.optim_cfg = optim if isinstance(optim, OptimSection) else OptimSection(**(optim or {}))
         self.model = model
@@ -125,65 +153,88 @@ class Trainer:
         self.quiet = quiet
         self._train_data, self._val_data = train_data, val_data
 
-        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
         self.device = resolve_device(self.cfg.device)
+        self.dist = dist or get_distributed(self.device.type)
+        self.world_size, self.rank = self.dist.world_size, self.dist.rank
         self.precision = resolve_precision(self.cfg.precision, self.device)
+        self.float_dtype = torch.float64 if self.precision == "fp64" else None  # model, inputs and targets
+        self.num_workers = resolve_num_workers(self.cfg.num_workers, self.device, self.dist.local_world_size)
+        self.sharded = self.dist.enabled and self.cfg.distributed == "fsdp"
         self.step = 0
+        self.epoch = 0
         self.history: list[dict] = []
         self.best: dict = {"value": None, "epoch": None}
         self.bad_epochs = 0
+        self.info: RunInfo | None = None
+        self.stop_request = StopRequest()
+        self._caching_now = False
+        self._cached_loaders: dict[str, DataLoader] = {}
+        self._epoch_sums: dict = {}  # this rank's running train-loss sums when an epoch stopped
+        self._resumed: dict = {}  # the same, read back from a mid-epoch checkpoint
         self._setup_done = False
 
     # -- setup --------------------------------------------------------------
 
-    def _loader(self, data: Any, train: bool) -> DataLoader | None:
-        if data is None or isinstance(data, DataLoader):
-            return data
-        batch = self.cfg.batch_size if train else (self.cfg.eval_batch_size or self.cfg.batch_size)
-        ws, rank = (self.world_size, self.rank) if train else (1, 0)
-        # the data's batcher groups the training split (its indices and lengths); evaluation keeps dataset order
-        batcher = getattr(self.data, "batcher", None) if train else None
-        return make_loader(data, batch_size=batch, train=train, seed=self.cfg.seed, collate=self.collate,
-                           num_workers=self.cfg.num_workers, rank=rank, world_size=ws,
-                           pin_memory=self.device.type == "cuda", batcher=batcher)
-
     def setup(self) -> None:
-        """Seed, place the model, apply the strategy, build optimizer and schedule."""
+        """Place and wrap the model, build loaders, optimizer and schedule."""
         if self._setup_done:
             return
-        seed_everything(self.cfg.seed)
-        if self.world_size > 1 and not torch.distributed.is_initialized():
-            backend = "nccl" if self.device.type == "cuda" else "gloo"
-            torch.distributed.init_process_group(backend)
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
+        seed_everything(self.cfg.seed)  # the same on every rank: whatever the strategy builds (LoRA) agrees
+        configure_cuda(self.device, self.cfg.tf32, self.cfg.cudnn_benchmark)
+        self._setup_model()
+        seed_everything(self.cfg.seed + self.rank)  # each rank its own dropout and noise (rank 0: the seed)
+        self._setup_data()
+        self._setup_optimizer()
+        self._setup_monitor()
+        self.feature_cache, self.cache_note = self._plan_feature_cache()
+        self._forward = self.forward_model
+        self._setup_done = True
+
+    def _setup_model(self) -> None:
         apply_strategy(self.strategy, self.model)
         self.model.to(self.device)
+        if self.float_dtype is not None:
+            self.model.to(self.float_dtype)
         if self.cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        self.checkpointing = enable_activation_checkpointing(self.model) if self.cfg.activation_checkpointing \
+            else "off"
+        self.sync_bn = self.cfg.sync_batchnorm and self.dist.enabled and has_batch_norm(self.model)
+        self.forward_model: nn.Module = self.model
+        self.fsdp_units: list[str] = []
+        if self.sharded:
+            self.fsdp_units = shard_fsdp(self.model, self.cfg)
+        elif self.dist.enabled:
+            self.forward_model = wrap_ddp(self.model, self.device, self.cfg)
+        if self.cfg.compile:
+            self.forward_model = torch.compile(self.forward_model)
+        # after wrapping: strategies that keep copies of weights (l2sp) copy the synchronised (or sharded) ones
         self.strategy.prepare(self.model, self.data, self.device)
+
+    def _setup_data(self) -> None:
+        probe = self.make_evaluator() if self.make_evaluator else None
+        self.shard_eval = self.dist.enabled and (probe is None or probe.mergeable)
         self.train_loader = self._loader(self._train_data, train=True)
         self.val_loader = self._loader(self._val_data, train=False)
-        self.groups = self.strategy.param_groups(self.model)
-        self.optimizer, self.optim_impl = build_optimizer(self.groups, self.optim_cfg, self.device)
         self.batches_per_epoch = len(self.train_loader)
         self.steps_per_epoch = -(-self.batches_per_epoch // self.cfg.grad_accum)
+
+    def _setup_optimizer(self) -> None:
+        self.groups = self.strategy.param_groups(self.model)
+        self.optimizer, self.optim_impl = build_optimizer(self.groups, self.optim_cfg, self.device)
         total = self.steps_per_epoch * self.cfg.epochs
         self.total_steps = min(total, self.cfg.max_steps) if self.cfg.max_steps else total
         self.scheduler = build_scheduler(self.optimizer, self.optim_cfg, self.total_steps, self.strategy,
                                          self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-        self.forward_model: nn.Module = self.model
-        if self.world_size > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.forward_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        if self.cfg.compile:
-            self.forward_model = torch.compile(self.forward_model)
         self.trainable = [p for g in self.groups for p in g.params if p.requires_grad]
         self.ema = (WeightEMA(self.model, [p for g in self.groups for p in g.params], self.cfg.ema_decay)
                     if self.cfg.ema_decay else None)
+        self.parts = TrainingParts(self.model, self.optimizer, self.scheduler, self.scaler, self.ema, self.sharded)
+        self._mults = self._group_multipliers()
+
+    def _setup_monitor(self) -> None:
         head = getattr(self.model, "head", None)
         default_metric = getattr(head, "default_metric", None)
         if self.cfg.monitor:
@@ -193,13 +244,20 @@ class Trainer:
         else:
             self.monitor = "val_loss" if self.val_loader is not None else "train_loss"
         mode = self.cfg.monitor_mode
-        self.mode = mode if mode != "auto" else metric_mode(self.monitor, default_metric, getattr(head, "default_mode", "min"))
-        self._mults = self._group_multipliers()
-        self.feature_cache, self.cache_note = self._plan_feature_cache()
-        self._cached_loaders: dict[str, DataLoader] = {}
-        self._caching_now = False
-        self._forward = self.forward_model
-        self._setup_done = True
+        self.mode = mode if mode != "auto" else metric_mode(self.monitor, default_metric,
+                                                            getattr(head, "default_mode", "min"))
+
+    def _loader(self, data: Any, train: bool) -> DataLoader | None:
+        if data is None or isinstance(data, DataLoader):
+            return data
+        batch = self.cfg.batch_size if train else (self.cfg.eval_batch_size or self.cfg.batch_size)
+        # the data's batcher groups the training split (its indices and lengths); evaluation keeps dataset order
+        batcher = getattr(self.data, "batcher", None) if train else None
+        return make_loader(data, batch_size=batch, train=train, seed=self.cfg.seed, collate=self.collate,
+                           num_workers=self.num_workers, rank=self.rank, world_size=self.world_size,
+                           pin_memory=self.device.type == "cuda", batcher=batcher,
+                           persistent_workers=self.cfg.persistent_workers, prefetch_factor=self.cfg.prefetch_factor,
+                           shard_eval=self.shard_eval, even=self.sharded)
 
     def _plan_feature_cache(self) -> tuple[FeatureCache | None, str]:
         """Cache features when a frozen backbone meets unaugmented inputs."""
@@ -208,22 +266,28 @@ class Trainer:
             return None, "off (train.cache_features = false)"
         if not (hasattr(self.model, "forward_head") and hasattr(self.model, "backbone")):
             return None, "off (model has no backbone/head split)"
-        if self.world_size > 1 or self.cfg.compile:
-            return None, "off (not used with DDP or compile)"
+        if self.sharded or self.cfg.compile:
+            return None, "off (not used with FSDP or compile)"
         augmented = getattr(self.data, "train_augmented", None)
         if augmented is None and setting != True:  # a bare Trainer cannot know; the user may assert it
             return None, "off (unknown whether training inputs are augmented; set train.cache_features = true)"
         if augmented:
             return None, "off (training inputs are randomly augmented)"
         directory = self.run_dir / "cache" if self.run_dir and self.cfg.feature_cache_on_disk else None
-        cache = FeatureCache(self.model.backbone, getattr(self.data, "fingerprint", ""), directory)
-        return cache, "on while the backbone is frozen"
+        cache = FeatureCache(self.model.backbone, getattr(self.data, "fingerprint", ""), directory, self.dist)
+        return cache, "on while the backbone is frozen" + (" (each rank computes its shard)" if self.dist.enabled
+                                                            else "")
 
     def settings(self) -> dict:
         """The effective settings, as printed at start and saved in the summary."""
         eff = self.cfg.batch_size * self.cfg.grad_accum * self.world_size
+        parallel = "one process"
+        if self.dist.enabled:
+            parallel = (f"FSDP2 over {self.world_size} ranks ({len(self.fsdp_units)} units + root)" if self.sharded
+                        else f"DDP over {self.world_size} ranks")
         return {
             "device": str(self.device), "precision": self.precision, "world_size": self.world_size,
+            "backend": self.dist.backend or "none", "parallel": parallel,
             "batch": f"{self.cfg.batch_size} x accum {self.cfg.grad_accum} x {self.world_size} rank(s) = {eff}",
             "optimizer": f"{self.optim_cfg.name} ({self.optim_impl}) lr {self.optim_cfg.lr:g} "
                          f"wd {self.optim_cfg.weight_decay:g}",
@@ -231,7 +295,11 @@ class Trainer:
                         f"{self.optim_cfg.warmup_steps or int(self.optim_cfg.warmup_ratio * self.total_steps)} "
                         f"of {self.total_steps} steps",
             "strategy": self.strategy.describe(),
+            "num_workers": self.num_workers,
             "channels_last": self.cfg.channels_last, "compile": self.cfg.compile,
+            "activation_checkpointing": self.checkpointing,
+            "sync_batchnorm": self.sync_bn,
+            "tf32": self.cfg.tf32 if self.device.type == "cuda" else "n/a (cpu)",
             "clip_grad_norm": self.cfg.clip_grad_norm, "ema_decay": self.cfg.ema_decay,
             "monitor": f"{self.monitor} ({self.mode})",
             "feature_cache": self.cache_note,
@@ -244,17 +312,17 @@ class Trainer:
         if not self._caching_now:
             self._forward = self.forward_model
             return self.train_loader
-        self.feature_cache.invalidate_if_changed()
-        if not self.feature_cache._store:
+        if self.feature_cache.invalidate_if_changed():
             self._cached_loaders.clear()
         if "train" not in self._cached_loaders:
             source = self.train_loader
             # dataset order (no batcher): cached row i must be example i
             ordered = make_loader(source.dataset, batch_size=self.cfg.eval_batch_size or self.cfg.batch_size,
-                                  train=False, collate=source.collate_fn, num_workers=self.cfg.num_workers)
-            if "train" not in self.feature_cache._store:
+                                  train=False, collate=source.collate_fn, num_workers=self.num_workers,
+                                  rank=self.rank, world_size=self.world_size, shard_eval=self.dist.enabled)
+            if not self.feature_cache.has("train"):
                 bar.message(f"ft: feature cache: running the frozen backbone once over "
-                                  f"{len(source.dataset):,} training examples")
+                            f"{len(source.dataset):,} training examples")
             pairs = self.feature_cache.get("train", ordered, self.model.forward_features, self.device,
                                            self._prepare_inputs)
             # same sampler, seed and batcher as the raw loader: the same batches in the same order
@@ -273,10 +341,23 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def _prepare_inputs(self, inputs: Any) -> Any:
-        inputs = move_to(inputs, self.device, non_blocking=True)
+        inputs = move_to(inputs, self.device, non_blocking=True, float_dtype=self.float_dtype)
         if self.cfg.channels_last and isinstance(inputs, torch.Tensor) and inputs.ndim == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         return inputs
+
+    def _batch_norm(self) -> contextlib.AbstractContextManager:
+        """With ``train.sync_batchnorm`` under DDP: BatchNorm over the global batch."""
+        return sync_batch_norm() if self.sync_bn else contextlib.nullcontext()
+
+    def _no_sync(self, last: bool) -> contextlib.AbstractContextManager:
+        """Skip the gradient all-reduce on all but the last micro-batch of a step."""
+        if not self.dist.enabled or self._caching_now:
+            return contextlib.nullcontext()
+        if self.sharded:
+            self.model.set_requires_gradient_sync(last)
+            return contextlib.nullcontext()
+        return contextlib.nullcontext() if last else self.forward_model.no_sync()
 
     def _step(self, window: list) -> torch.Tensor:
         """One optimizer step over ``window`` micro-batches.
@@ -288,22 +369,24 @@ class Trainer:
         counts = [batch_size_of(targets) for _, targets in window]
         n_total = sum(counts)
         loss_sum = torch.zeros((), device=self.device)
-        ddp = self.world_size > 1
         for i, ((inputs, targets), n) in enumerate(zip(window, counts)):
-            inputs, targets = self._prepare_inputs(inputs), move_to(targets, self.device, non_blocking=True)
-            last = i == len(window) - 1
-            sync = self.forward_model.no_sync() if ddp and not last else contextlib.nullcontext()
-            with sync:
+            inputs, targets = self._prepare_inputs(inputs), move_to(targets, self.device, True, self.float_dtype)
+            # sync BatchNorm spans the backward too: a checkpointed block recomputes its forward there
+            with self._no_sync(last=i == len(window) - 1), self._batch_norm():
                 with self._autocast():
                     outputs = self._forward(inputs)
                     loss = self.loss_fn(outputs, targets)
                 extra = self.strategy.extra_loss(self.model)
+                if extra is not None and hasattr(extra, "full_tensor"):  # FSDP: a sum over sharded weights
+                    extra = extra.full_tensor()
                 weighted = loss * (n / n_total) if extra is None else (loss + extra) * (n / n_total)
                 if self.scaler is not None:
                     self.scaler.scale(weighted).backward()
                 else:
                     weighted.backward()
             loss_sum += loss.detach().float() * n
+        if self._caching_now and self.dist.enabled:  # the head ran outside DDP: average its gradients here
+            all_reduce_gradients(self.trainable, self.dist)
         if self.cfg.clip_grad_norm:
             if self.scaler is not None:
                 self.scaler.unscale_(self.optimizer)
@@ -340,100 +423,158 @@ class Trainer:
                         self.optimizer.state.pop(p, None)
         self._mults = now
 
+    def _tokens_in(self, window: list) -> int | None:
+        """Real tokens in a window of CPU batches, where the backbone counts them."""
+        if self._caching_now:
+            return None
+        count = getattr(getattr(self.model, "backbone", None), "tokens_in", None)
+        if count is None:
+            return None
+        tokens = [count(inputs) for inputs, _ in window]
+        return None if any(t is None for t in tokens) else sum(tokens)
+
     # -- fit ----------------------------------------------------------------
 
     def fit(self, resume: bool | str | Path = False) -> FitResult:
-        """Train until ``epochs``, ``max_steps``, ``time_limit`` or early stopping.
+        """Train until ``epochs``, ``max_steps``, ``time_limit``, early
+        stopping or Ctrl-C (``stopped == "interrupted"``, after a checkpoint).
 
         ``resume=True`` continues from the run directory's latest checkpoint
         (on CPU the result equals an unbroken run's, weights and metrics).
         """
         self.setup()
-        main = self.rank == 0
         start_epoch, start_batch, elapsed_before = 0, 0, 0.0
         if resume:
             start_epoch, start_batch, elapsed_before = self._restore(resume)
+        main = self.dist.is_main
         log = MetricsLog(self.run_dir / "metrics.jsonl") if self.run_dir and main else None
         if log and resume:
             log.truncate_after(start_epoch)
         bar = ProgressBar(self.cfg.progress, self.cfg.log_every, quiet=self.quiet or not main)
-        info = RunInfo(self.recipe, self.run_dir, self.model, self.device, self.precision, self)
-        self.info = info
-        if main:
-            bar.message("ft: " + " | ".join(f"{k} {v}" for k, v in self.settings().items()
-                                             if k not in ("strategy", "callbacks")))
-            for row in parameter_table(self.model):
-                bar.message(f"ft:   {row['group']:<24} trainable {row['trainable']:>11,}  frozen {row['frozen']:>11,}")
-            if resume:
-                bar.message(f"ft: resumed at epoch {start_epoch + 1}, batch {start_batch}, step {self.step}")
-        self._emit("ft_run_start", run=info)
-        t_start = time.perf_counter()
+        self.info = RunInfo(self.recipe, self.run_dir, self.model, self.device, self.precision, self)
+        self._announce(bar, resume, start_epoch, start_batch)
+        self._emit("ft_run_start", run=self.info)
+        clock = time.perf_counter()
         stopped = "epochs"
-        for epoch in range(start_epoch, self.cfg.epochs):
-            self.epoch = epoch
-            self.strategy.set_train_mode(self.model, epoch)
-            loader = self._epoch_loader(epoch, bar)
-            sampler = loader.batch_sampler if hasattr(loader.batch_sampler, "set_epoch") else loader.sampler
-            if hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(epoch)
-            batch_index = start_batch
-            if start_batch:
-                if not hasattr(sampler, "set_start"):
-                    raise FtError("cannot resume mid-epoch with this DataLoader",
-                                  hint="pass Datasets to ft.Trainer (it builds resumable loaders)")
-                sampler.set_start(start_batch)
-            start_batch = 0
-            bar.start_epoch(epoch + 1, self.cfg.epochs, self.steps_per_epoch)
-            loss_total = torch.zeros((), device=self.device)
-            seen = 0
-            batches = iter(loader)
-            while True:
-                window = list(islice(batches, self.cfg.grad_accum))
-                if not window:
+        with self.stop_request:
+            for epoch in range(start_epoch, self.cfg.epochs):
+                self.epoch = epoch
+                elapsed = lambda: round(elapsed_before + time.perf_counter() - clock, 3)  # noqa: E731
+                metrics, batch_index, stopped = self._train_epoch(epoch, start_batch, bar, elapsed)
+                start_batch = 0
+                finished_epoch = batch_index >= self.batches_per_epoch
+                checkpoint = self.run_dir is not None and self.cfg.checkpoint
+                if not finished_epoch and checkpoint:  # before the partial epoch is scored: a resume replays it
+                    self._save_checkpoint(epoch, batch_index, elapsed())
+                if stopped == "interrupted" and not finished_epoch:
                     break
-                loss_total += self._step(window)
-                seen += sum(batch_size_of(t) for _, t in window)
-                batch_index += len(window)
-                done = -(-batch_index // self.cfg.grad_accum)
-                if bar.needs_loss(done):
-                    bar.update(done, (loss_total / max(1, seen)).item(), self._shown_lr())
-                if self.cfg.max_steps and self.step >= self.cfg.max_steps:
-                    stopped = "max_steps"
+                with self._averaged():
+                    if self.val_loader is not None:
+                        metrics.update(self.evaluate(self.val_loader, "val"))
+                    metrics["elapsed"] = elapsed()
+                    self.history.append(metrics)
+                    bar.end_epoch(metrics)
+                    improved = self._track_best(metrics)
+                    if log:
+                        log.write(metrics)
+                    if improved and self.run_dir:
+                        self._save_best(metrics)
+                if finished_epoch and checkpoint:  # the live weights: training resumes from them
+                    self._save_checkpoint(epoch + 1, 0, metrics["elapsed"])
+                with self._averaged():
+                    self._emit("ft_epoch_end", run=self.info, epoch=epoch + 1, metrics=metrics)
+                if stopped == "epochs" and self.cfg.patience and self.dist.broadcast_object(
+                        self.bad_epochs >= self.cfg.patience):
+                    stopped = "early_stopping"
+                if stopped != "epochs":
                     break
-                if self.cfg.time_limit and elapsed_before + time.perf_counter() - t_start >= self.cfg.time_limit:
-                    stopped = "time_limit"
-                    break
-            finished_epoch = batch_index >= self.batches_per_epoch
-            metrics = {"epoch": epoch + 1, "step": self.step,
-                       "train_loss": (loss_total / max(1, seen)).item() if seen else float("nan"),
-                       "lr": self._shown_lr()}
-            with self._averaged():
-                if self.val_loader is not None:
-                    metrics.update(self.evaluate(self.val_loader, "val"))
-                metrics["elapsed"] = round(elapsed_before + time.perf_counter() - t_start, 3)
-                self.history.append(metrics)
-                bar.end_epoch(metrics)
-                improved = self._track_best(metrics)
-                if log:
-                    log.write(metrics)
-                if main and improved and self.run_dir:
-                    self._save_best(metrics)
-            next_epoch, next_batch = (epoch + 1, 0) if finished_epoch else (epoch, batch_index)
-            if main and self.run_dir and self.cfg.checkpoint:  # the live weights: training resumes from them
-                self._save_checkpoint(next_epoch, next_batch, metrics["elapsed"])
-            with self._averaged():
-                self._emit("ft_epoch_end", run=info, epoch=epoch + 1, metrics=metrics)
-            if self.cfg.patience and self.bad_epochs >= self.cfg.patience:
-                stopped = "early_stopping"
-            if stopped != "epochs":
-                break
         self._caching_now = False
         self._forward = self.forward_model
         if self.ema is not None:
             self.ema.copy_to_model()
-        seconds = elapsed_before + time.perf_counter() - t_start
+        seconds = elapsed_before + time.perf_counter() - clock
         return FitResult(self.history, self.monitor, self.best["epoch"], self.best["value"], stopped, self.step,
                          seconds, self.settings())
+
+    def _train_epoch(self, epoch: int, start_batch: int, bar: ProgressBar,
+                     elapsed: Callable[[], float]) -> tuple[dict, int, str]:
+        """One epoch (or what is left of it): the train figures, the batch
+        index reached and why it ended ("epochs" if it simply ran out)."""
+        self.strategy.set_train_mode(self.model, epoch)
+        loader = self._epoch_loader(epoch, bar)
+        sampler = loader.batch_sampler if hasattr(loader.batch_sampler, "set_epoch") else loader.sampler
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        if start_batch:
+            if not hasattr(sampler, "set_start"):
+                raise FtError("cannot resume mid-epoch with this DataLoader",
+                              hint="pass Datasets to ft.Trainer (it builds resumable loaders)")
+            sampler.set_start(start_batch)
+        bar.start_epoch(epoch + 1, self.cfg.epochs, self.steps_per_epoch)
+        meter = EpochMeter(self.device)
+        # a resumed half-epoch carries on the sums its first part left (so train_loss covers the whole epoch)
+        loss_total = torch.as_tensor(self._resumed.get("loss_total", 0.0), dtype=torch.float32).to(self.device)
+        seen = self._resumed.get("seen", 0)
+        self._resumed = {}
+        batch_index = start_batch
+        stopped = "epochs"
+        batches = iter(loader)
+        while True:
+            t0 = time.perf_counter()
+            window = list(islice(batches, self.cfg.grad_accum))
+            meter.waited(time.perf_counter() - t0)
+            if not window:
+                break
+            n = sum(batch_size_of(t) for _, t in window)
+            meter.count(n, self._tokens_in(window))
+            loss_total += self._step(window)
+            seen += n
+            batch_index += len(window)
+            done = -(-batch_index // self.cfg.grad_accum)
+            if bar.needs_loss(done):
+                bar.update(done, (loss_total / max(1, seen)).item(), self._shown_lr())
+            stopped = self._stop_reason(elapsed())
+            if stopped != "epochs":
+                break
+        self._epoch_sums = {"loss_total": loss_total.detach().cpu(), "seen": seen}
+        # the loss over every rank's examples, as one process with the whole batch would report it
+        totals = self.dist.all_reduce(torch.stack([loss_total.double(), torch.tensor(float(seen),
+                                                                                    device=self.device).double()]))
+        metrics = {"epoch": epoch + 1, "step": self.step,
+                   "train_loss": (totals[0] / totals[1]).item() if totals[1] > 0 else float("nan"),
+                   "lr": self._shown_lr(), **meter.figures(self.dist)}
+        return metrics, batch_index, stopped
+
+    def _stop_reason(self, elapsed: float) -> str:
+        """Why training stops after this step, the same on every rank:
+        ``max_steps`` (every rank counts the same steps), ``time_limit`` on
+        rank 0's clock, or a stop request (Ctrl-C/SIGTERM) on any rank."""
+        if self.cfg.max_steps and self.step >= self.cfg.max_steps:
+            return "max_steps"
+        over_time = bool(self.cfg.time_limit) and self.dist.is_main and elapsed >= self.cfg.time_limit
+        if self.dist.enabled:
+            flags = torch.tensor([int(over_time), int(self.stop_request.requested)])
+            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX, group=self.dist.control)
+            over_time, requested = bool(flags[0]), bool(flags[1])
+        else:
+            requested = self.stop_request.requested
+        if requested:
+            return "interrupted"
+        return "time_limit" if over_time else "epochs"
+
+    def _announce(self, bar: ProgressBar, resume: Any, start_epoch: int, start_batch: int) -> None:
+        """The start banner: effective settings, devices per rank, parameter counts."""
+        devices = self.dist.all_gather_object(str(self.device))
+        if not self.dist.is_main:
+            return
+        shown = {k: v for k, v in self.settings().items() if k not in ("strategy", "callbacks")}
+        bar.message("ft: " + " | ".join(f"{k} {v}" for k, v in shown.items()))
+        if self.dist.enabled:
+            bar.message("ft: devices " + ", ".join(f"rank {r} {d}" for r, d in enumerate(devices)))
+        for row in parameter_table(self.model):
+            bar.message(f"ft:   {row['group']:<24} trainable {row['trainable']:>11,}  frozen {row['frozen']:>11,}")
+        if resume:
+            bar.message(f"ft: resumed at epoch {start_epoch + 1}, batch {start_batch}, step {self.step}")
 
     def _averaged(self) -> contextlib.AbstractContextManager:
         """With ``train.ema_decay``: the averaged weights in place (validation, best/, epoch-end hooks)."""
@@ -464,7 +605,13 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, loader: DataLoader | Dataset, prefix: str = "val") -> dict[str, float]:
-        """Loss and task metrics over ``loader``, keys prefixed ``{prefix}_``."""
+        """Loss and task metrics over ``loader``, keys prefixed ``{prefix}_``.
+
+        A Dataset (or the trainer's own loaders) is sharded across ranks and
+        the ranks' results merged, so every rank returns the metrics of the
+        whole split, equal to one process's. A DataLoader passed in is
+        evaluated whole on every rank.
+        """
         self.setup()
         if not isinstance(loader, DataLoader):
             loader = self._loader(loader, train=False)
@@ -475,75 +622,80 @@ class Trainer:
             pairs = self.feature_cache.get(prefix, loader, self.model.forward_features, self.device,
                                            self._prepare_inputs)
             if prefix not in self._cached_loaders:
-                self._cached_loaders[prefix] = make_loader(pairs, batch_size=self.cfg.eval_batch_size
-                                                           or self.cfg.batch_size, train=False)
+                self._cached_loaders[prefix] = make_loader(
+                    pairs, batch_size=self.cfg.eval_batch_size or self.cfg.batch_size, train=False,
+                    rank=self.rank, world_size=self.world_size, shard_eval=self.shard_eval)
             loader, forward = self._cached_loaders[prefix], self.model.forward_head
         evaluator = self.make_evaluator() if self.make_evaluator else None
-        loss_sum, count = 0.0, 0
-        for inputs, targets in loader:
-            inputs, targets = self._prepare_inputs(inputs), move_to(targets, self.device, non_blocking=True)
+        sampler = loader.batch_sampler
+        real = len(loader) - (sampler.padding if isinstance(sampler, ShardedBatches) else 0)
+        losses: list[torch.Tensor] = []
+        count = 0
+        for i, (inputs, targets) in enumerate(loader):
+            inputs, targets = self._prepare_inputs(inputs), move_to(targets, self.device, True, self.float_dtype)
             with self._autocast():
                 outputs = forward(inputs)
                 loss = self.loss_fn(outputs, targets)
+            if i >= real:
+                continue  # a repeated batch that keeps FSDP ranks in step; not counted
             n = batch_size_of(targets)
-            loss_sum += loss.float().item() * n
+            losses.append(loss.detach().double() * n)
             count += n
             if evaluator is not None:
                 evaluator.update(outputs.float(), targets)
         if was_training:  # back to the strategy's modes (a frozen backbone's BatchNorm stays in eval)
-            self.strategy.set_train_mode(self.model, getattr(self, "epoch", 0))
-        out = {"loss": loss_sum / max(1, count)}
+            self.strategy.set_train_mode(self.model, self.epoch)
+        loss_sum = ExactSum()
+        for value in (torch.stack(losses).tolist() if losses else []):
+            loss_sum.add(value)
+        if isinstance(sampler, ShardedBatches) and sampler.sharded:
+            loss_sum, count, evaluator = self._merge_shards(loss_sum, count, evaluator)
+        out = {"loss": loss_sum.value / max(1, count)}
         if evaluator is not None:
             out.update(evaluator.compute())
         return {f"{prefix}_{k}": float(v) for k, v in out.items()}
 
+    def _merge_shards(self, loss_sum: ExactSum, count: int, evaluator: Any) -> tuple[ExactSum, int, Any]:
+        """Every rank's share of a split, merged in rank order on every rank."""
+        shards = self.dist.all_gather_object((loss_sum, count, evaluator.to_cpu() if evaluator else None))
+        loss_sum, count, evaluator = shards[0]
+        for other_loss, other_count, other_evaluator in shards[1:]:
+            loss_sum.merge(other_loss)
+            count += other_count
+            if evaluator is not None:
+                evaluator.merge(other_evaluator)
+        return loss_sum, count, evaluator
+
     # -- checkpoints --------------------------------------------------------
 
     def _save_best(self, metrics: dict) -> None:
-        best = self.run_dir / "best"
-        tmp = self.run_dir / ".best.tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        save_weights(self.model, tmp / "model.safetensors")
-        write_json_atomic(tmp / "metrics.json", metrics)
-        old = self.run_dir / ".best.old"
-        if best.exists():
-            os.replace(best, old)
-        os.replace(tmp, best)
-        if old.exists():
-            import shutil
-
-            shutil.rmtree(old)
+        """``best/``: the model as it is now (every rank calls; rank 0 writes)."""
+        state = full_state_dict(self.model) if self.sharded else None
+        if self.dist.is_main:
+            best = self.run_dir / "best"
+            tmp = self.run_dir / ".best.tmp"
+            tmp.mkdir(parents=True, exist_ok=True)
+            if state is not None:
+                save_state_dict(state, tmp / "model.safetensors")
+            else:
+                save_weights(self.model, tmp / "model.safetensors")
+            write_json_atomic(tmp / "metrics.json", metrics)
+            old = self.run_dir / ".best.old"
+            if best.exists():
+                os.replace(best, old)
+            os.replace(tmp, best)
+            if old.exists():
+                shutil.rmtree(old)
+        self.dist.barrier()
 
     def _save_checkpoint(self, epoch: int, batch: int, elapsed: float) -> None:
-        ckpt_root = self.run_dir / "checkpoints"
         name = f"epoch-{epoch}" if batch == 0 else f"epoch-{epoch}-batch-{batch}"
-        state = {
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-        }
-        if torch.cuda.is_available():
-            state["cuda_rng"] = torch.cuda.get_rng_state_all()
-        if self.scaler is not None:
-            state["scaler"] = self.scaler.state_dict()
-        if self.ema is not None:
-            state["ema"] = self.ema.state_dict()
-        meta = {
-            "epoch": epoch, "batch": batch, "step": self.step, "elapsed": elapsed,
-            "history": self.history, "best": self.best, "bad_epochs": self.bad_epochs,
-            "python_rng": _py_rng_to_json(random.getstate()),
-            "numpy_rng": _np_rng_to_json(np.random.get_state()),
-        }
-        save_checkpoint_dir(ckpt_root / name, self.model, state, meta)
-        write_json_atomic(ckpt_root / "latest.json", {"checkpoint": name, "epoch": epoch, "batch": batch})
-        kept = sorted((p for p in ckpt_root.iterdir() if p.is_dir() and p.name.startswith("epoch-")),
-                      key=lambda p: p.stat().st_mtime)
-        for old in kept[: -self.cfg.keep_checkpoints]:
-            if old.name != name:
-                import shutil
-
-                shutil.rmtree(old, ignore_errors=True)
-        self._emit("ft_checkpoint_saved", run=self.info, path=ckpt_root / name, epoch=epoch)
+        meta = {"epoch": epoch, "batch": batch, "step": self.step, "elapsed": elapsed,
+                "history": self.history, "best": self.best, "bad_epochs": self.bad_epochs}
+        path = save_training_checkpoint(self.run_dir / "checkpoints", name, self.parts, meta, self.dist,
+                                        self.device, self.cfg.keep_checkpoints,
+                                        rank_state=self._epoch_sums if batch else None)
+        self._emit("ft_checkpoint_saved", run=self.info, path=path, epoch=epoch)
 
     def _restore(self, resume: bool | str | Path) -> tuple[int, int, float]:
         if isinstance(resume, (str, Path)):
@@ -551,29 +703,11 @@ class Trainer:
         else:
             if self.run_dir is None:
                 raise FtError("cannot resume: this trainer has no run directory")
-            pointer = self.run_dir / "checkpoints" / "latest.json"
-            if not pointer.exists():
+            path = latest_checkpoint(self.run_dir)
+            if path is None:
                 raise FtError("no checkpoint to resume from", where=str(self.run_dir),
                               hint="start the run without --resume")
-            import json
-
-            path = self.run_dir / "checkpoints" / json.loads(pointer.read_text())["checkpoint"]
-        state, meta = read_checkpoint_dir(path)
-        load_weights(self.model, path / "model.safetensors")
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.scaler is not None and "scaler" in state:
-            self.scaler.load_state_dict(state["scaler"])
-        if self.ema is not None:
-            if "ema" not in state:
-                raise FtError("the checkpoint holds no weight average, but train.ema_decay is set", where=str(path),
-                              hint="resume with the train.ema_decay the run started with (unset it if none)")
-            self.ema.load_state_dict(state["ema"])
-        torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        random.setstate(_py_rng_from_json(meta["python_rng"]))
-        np.random.set_state(_np_rng_from_json(meta["numpy_rng"]))
+        meta, self._resumed = load_training_checkpoint(path, self.parts, self.dist, self.device)
         self.step = meta["step"]
         self.history = meta["history"]
         self.best = meta["best"]
@@ -582,7 +716,7 @@ class Trainer:
         return meta["epoch"], meta["batch"], meta["elapsed"]
 
     def _emit(self, hook: str, **kwargs: Any) -> None:
-        if self.rank != 0:
+        if not self.dist.is_main:
             return
         for cb in self.callbacks:
             fn = getattr(cb, hook, None)
@@ -591,22 +725,7 @@ class Trainer:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed ``random``, numpy and torch (CPU and every GPU)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _py_rng_to_json(state: tuple) -> list:
-    return [state[0], list(state[1]), state[2]]
-
-
-def _py_rng_from_json(data: list) -> tuple:
-    return (data[0], tuple(data[1]), data[2])
-
-
-def _np_rng_to_json(state: tuple) -> list:
-    return [state[0], state[1].tolist(), int(state[2]), int(state[3]), float(state[4])]
-
-
-def _np_rng_from_json(data: list) -> tuple:
-    return (data[0], np.array(data[1], dtype=np.uint32), data[2], data[3], data[4])

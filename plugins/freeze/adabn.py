@@ -25,6 +25,8 @@ from torch import nn
 from torch.utils.data import DataLoader, default_collate
 
 from ft.contracts import batch_size_of, move_to
+from ft.data import ShardedBatches, consecutive_batches
+from ft.distributed import Distributed, get_distributed
 from ft.specs import Options
 
 from ._split import batch_norms, split_model, strategy_error
@@ -43,42 +45,64 @@ class AdaBNOptions(Options):
 
 @torch.no_grad()
 def adapt_batch_norm(backbone: nn.Module, dataset: Any, device: torch.device, *, batch_size: int = 64,
-                     collate: Callable[[list], Any] | None = None) -> int:
+                     collate: Callable[[list], Any] | None = None, dist: Distributed | None = None) -> int:
     """Reset every BatchNorm of ``backbone`` and re-estimate its running
     statistics over ``dataset`` (``(inputs, target)`` pairs; targets ignored).
 
-    The running mean is the exact mean over all examples: a cumulative
-    average weighted by batch size (PyTorch's ``momentum=None`` weights every
+    The running mean is the exact mean over all examples (a one-example
+    last batch joins the one before it) and the running
+    variance the example-weighted mean of the batches' (unbiased) variances:
+    each batch's statistics are taken on their own (momentum 1) and averaged
+    with weights by batch size (PyTorch's ``momentum=None`` weights every
     batch equally, which over-weights a short last batch). Only BatchNorm
     layers are in train mode during the pass, so dropout does not perturb
-    the statistics. Returns the number of examples used.
+    the statistics. Under DDP each rank runs its share of the batches and
+    the batches' statistics are combined in split order, so the result is
+    the one a single process computes. Returns the number of examples used.
     """
+    dist = dist or get_distributed()
     norms = batch_norms(backbone)
     modes = {m: m.training for m in backbone.modules()}
     momenta = [m.momentum for m in norms]
     collate = collate or default_collate
+    batches = consecutive_batches(list(range(len(dataset))), batch_size)
+    if len(batches) > 1 and len(batches[-1]) == 1:  # one example has no batch variance (BatchNorm1d rejects it)
+        batches[-2] += batches.pop()
+    # even: ranks short of a batch repeat one (not measured), so FSDP ranks gather weights in step
+    sampler = ShardedBatches(len(dataset), batch_size, dist.rank, dist.world_size, even=dist.enabled,
+                             batches=batches)
     # targets may be absent or meaningless in unlabeled data; only the inputs are used
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
+    loader = DataLoader(dataset, batch_sampler=sampler,
                         collate_fn=lambda batch: collate([(inputs, 0) for inputs, _ in batch]))
     backbone.eval()
     for m in norms:
         m.reset_running_stats()
         m.train()
-    seen = 0
+        m.momentum = 1.0  # the running statistics become this batch's
+    measured = []
     try:
-        for inputs, _ in loader:
+        for position, (inputs, _) in zip(sampler.positions, loader):
             n = batch_size_of(inputs)
-            if n == 1 and seen:
-                continue  # a one-example last batch has no batch variance (BatchNorm1d rejects it); its weight is 1/N
-            for m in norms:
-                m.momentum = n / (seen + n)
             backbone(move_to(inputs, device))
-            seen += n
+            if position is None:
+                continue
+            measured.append((position, n, [(m.running_mean.double().cpu(), m.running_var.double().cpu())
+                                           for m in norms]))
     finally:
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
         for m, training in modes.items():
             m.train(training)
+    if sampler.sharded:
+        measured = [batch for shard in dist.all_gather_object(measured) for batch in shard]
+    measured.sort(key=lambda batch: batch[0])
+    seen = sum(n for _, n, _ in measured)
+    for i, m in enumerate(norms):
+        mean = sum(n * stats[i][0] for _, n, stats in measured) / seen
+        var = sum(n * stats[i][1] for _, n, stats in measured) / seen
+        m.running_mean.copy_(mean)
+        m.running_var.copy_(var)
+        m.num_batches_tracked.fill_(len(measured))
     return seen
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ft.checkpoint import read_weights, run_weights
 from ft.errors import FtError
 
 
@@ -48,18 +49,14 @@ def vocabularies(info: dict) -> dict[str, list[str]]:
 
 def load_source(path: Path, id_maps: Path | None) -> Source:
     """Read ``init_from`` (and ``id_maps``): weights (backbone keys only) and vocabularies."""
-    from safetensors.torch import load_file
-
     where = f"backbone.init_from = {path}"
     backbone = None
     if path.is_dir():
-        weights = path / "best" / "model.safetensors"
-        if not weights.exists():
-            pointer = path / "checkpoints" / "latest.json"
-            if not pointer.exists():
-                raise FtError("the run directory has no saved model (no best/ and no checkpoint)", where=where,
-                              hint="run the pretraining recipe first (see the recipe's header)")
-            weights = path / "checkpoints" / json.loads(pointer.read_text())["checkpoint"] / "model.safetensors"
+        try:
+            weights = run_weights(path)
+        except FtError:
+            raise FtError("the run directory has no saved model (no best/ and no checkpoint)", where=where,
+                          hint="run the pretraining recipe first (see the recipe's header)") from None
         id_maps = id_maps or path / "data.json"
         if (path / "recipe.toml").exists():
             backbone = tomllib.loads((path / "recipe.toml").read_text()).get("backbone", {}).get("name")
@@ -76,7 +73,7 @@ def load_source(path: Path, id_maps: Path | None) -> Source:
     info = json.loads(Path(id_maps).read_text())
     if "vocab" not in info:
         raise FtError("the ID-map JSON has no \"vocab\" (expected a run's data.json)", where=str(id_maps))
-    state = load_file(str(weights))
+    state = read_weights(weights)
     if any(k.startswith("backbone.") for k in state):  # a whole FtModel: keep its backbone
         state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     return Source(state, vocabularies(info), backbone, path)

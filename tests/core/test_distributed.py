@@ -1,42 +1,177 @@
-"""DDP under torchrun on CPU (gloo): two ranks with batch 16 each train the
-same model as one process with batch 32."""
+"""Ranks are one run (torchrun on CPU, gloo), on the toy plugin.
+
+Two ranks with batch B/2 each train what one process with batch B trains:
+the same per-epoch figures, final metrics and weights, for plain fine-tuning
+with synchronised BatchNorm and for the freeze strategies that change how
+training runs (cached linear probe, gradual unfreezing, LoRA, L2-SP). Only
+rank 0 writes a run directory; stop decisions land on the same step on
+every rank; evaluation is sharded and merged exactly; a killed run resumes
+to the unbroken run's weights.
+"""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
-import sys
+import time
 from pathlib import Path
 
+import pytest
 import torch
-from safetensors.torch import load_file
 
-from toy_plugin import toy_recipe, write_recipe
+import ft
+from ddp_testkit import (assert_same_training, free_port, history, outcome, run_jobs, torchrun, weights)
+from toy_plugin import toy_recipe
+
+BATCH = 32  # one process; two ranks take 16 each
 
 
-def test_two_rank_ddp_equals_single_process_large_batch(toy_env, tmp_path):
-    torchrun = Path(sys.executable).with_name("torchrun")
-    sections = dict(backbone={"batchnorm": False}, optim={"lr": 0.01, "schedule": "cosine"})
-    ddp = write_recipe(tmp_path / "ddp.toml", toy_recipe(tmp_path, **sections, train={"epochs": 2, "batch_size": 16},
-                                                         output={"dir": str(tmp_path / "ddp")}))
-    single = write_recipe(tmp_path / "one.toml", toy_recipe(tmp_path, **sections,
-                                                            train={"epochs": 2, "batch_size": 32},
-                                                            output={"dir": str(tmp_path / "one")}))
-    env = {**toy_env, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29517", "-m", "ft.cli", "run",
-                          str(ddp)], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "world_size 2" in out.stdout
-    ref = subprocess.run([sys.executable, "-m", "ft.cli", "run", str(single)], capture_output=True, text=True,
-                         env=env, timeout=300)
-    assert ref.returncode == 0, ref.stderr[-3000:]
+def recipe(tmp_path: Path, name: str, *, ranks: int, **sections) -> dict:
+    train = {"epochs": 2, "batch_size": BATCH // ranks, **sections.pop("train", {})}
+    return toy_recipe(tmp_path, optim={"lr": 0.01, "schedule": "cosine", **sections.pop("optim", {})},
+                      train=train, output={"dir": str(tmp_path / f"{name}-{ranks}")}, **sections)
 
-    a = load_file(str(tmp_path / "ddp" / "checkpoints" / "epoch-2" / "model.safetensors"))
-    b = load_file(str(tmp_path / "one" / "checkpoints" / "epoch-2" / "model.safetensors"))
-    assert a.keys() == b.keys()
+
+STRATEGIES = {
+    # SGD: the toy's Linear bias right before BatchNorm has a gradient that is zero up to rounding, and
+    # Adam would blow that rounding up to full-size steps that differ between any two batch splits
+    "full_sync_bn": dict(train={"sync_batchnorm": True}, optim={"name": "sgd", "lr": 0.05}),
+    "linear_probe": dict(freeze={"strategy": "linear_probe"}, backbone={"batchnorm": False}),
+    "gradual_unfreeze": dict(freeze={"strategy": "gradual_unfreeze", "every": 1},
+                             backbone={"batchnorm": False}, train={"epochs": 3}),
+    "lora": dict(freeze={"strategy": "lora", "r": 4}, backbone={"batchnorm": False}),
+    "l2sp": dict(freeze={"strategy": "l2sp", "alpha": 0.1}, backbone={"batchnorm": False}),
+}
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory):
+    """Every strategy job on 2 ranks (one torchrun launch) and in one process."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    for ranks in (2, 1):
+        jobs = [{"name": name, "recipe": recipe(tmp, name, ranks=ranks, **{k: dict(v) for k, v in sections.items()})}
+                for name, sections in STRATEGIES.items()]
+        run_jobs(jobs, tmp / f"out{ranks}", nproc=ranks)
+    return tmp
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_two_ranks_equal_one_process_with_the_whole_batch(both, name):
+    assert_same_training(both / "out2", both / "out1", name)
+    if name == "linear_probe":  # the frozen features were cached, and each rank computed only its share
+        summary = json.loads(Path(outcome(both / "out2", name)["run_dir"], "summary.json").read_text())
+        assert summary["settings"]["feature_cache"].startswith("on")
+
+
+def test_only_rank_zero_writes_and_figures_cover_every_rank(both):
+    run_dir = Path(outcome(both / "out2", "full_sync_bn")["run_dir"])
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]  # one line per epoch, not one per rank
+    assert lines[-1]["step"] == 16  # 240 examples / (16 x 2 ranks) = 8 steps per epoch
+    for r in lines:  # throughput, data wait and peak memory in every epoch line
+        assert r["examples_per_s"] > 0 and 0 <= r["data_wait"] <= 1 and r["peak_mem_mb"] > 0
+    env = json.loads((run_dir / "env.json").read_text())
+    assert (env["world_size"], env["backend"]) == (2, "gloo")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["settings"]["parallel"] == "DDP over 2 ranks" and summary["settings"]["sync_batchnorm"]
+
+
+def test_one_run_directory_under_the_default_root(tmp_path):
+    """No output.dir: rank 0 makes ``root/<recipe>-<time>`` and tells the
+    others; no empty twin appears beside it."""
+    root = tmp_path / "runs"
+    job = toy_recipe(tmp_path, train={"epochs": 1, "batch_size": 16}, output={"root": str(root)})
+    del job["output"]["dir"]
+    run_jobs([{"name": "rooted", "recipe": job}], tmp_path / "out", nproc=2)
+    made = list(root.iterdir())
+    assert len(made) == 1 and (made[0] / "summary.json").exists()
+    assert outcome(tmp_path / "out", "rooted", 1)["run_dir"] == str(made[0])
+
+
+def test_two_identical_runs_are_bit_identical(registry, make_recipe, tmp_path):
+    """The seed is set before the model is built: the new head starts the same."""
+    first = ft.run(make_recipe(head={"dropout": 0.2}, output={"dir": str(tmp_path / "a")}), quiet=True)
+    second = ft.run(make_recipe(head={"dropout": 0.2}, output={"dir": str(tmp_path / "b")}), quiet=True)
+    a, b = first.model.state_dict(), second.model.state_dict()
     for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
-    # only rank 0 writes: one metrics line per epoch
-    lines = (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(l)["epoch"] for l in lines] == [1, 2]
-    assert json.loads(lines[-1])["step"] == 16  # 240 examples / (16 x 2 ranks) = 8 steps per epoch
+        assert torch.equal(a[key], b[key]), key
+    assert first.metrics == second.metrics
+    assert history(first.run_dir) == history(second.run_dir)
+
+
+def test_stop_decisions_land_on_the_same_step_on_every_rank(tmp_path):
+    jobs = [
+        {"name": "time_limit", "recipe": toy_recipe(tmp_path, data={"n_train": 4000}, train={
+            "epochs": 50, "batch_size": 16, "time_limit": 2.0}, output={"dir": str(tmp_path / "t")})},
+        {"name": "early", "recipe": toy_recipe(tmp_path, data={"spread": 0.2}, train={
+            "epochs": 30, "batch_size": 16, "patience": 2, "monitor": "val_accuracy"},
+            output={"dir": str(tmp_path / "e")})},
+    ]
+    run_jobs(jobs, tmp_path / "out", nproc=2)
+    for name, reason in (("time_limit", "time_limit"), ("early", "early_stopping")):
+        ranks = [outcome(tmp_path / "out", name, r) for r in (0, 1)]
+        assert [r["stopped"] for r in ranks] == [reason, reason]
+        assert ranks[0]["steps"] == ranks[1]["steps"] > 0
+    early = outcome(tmp_path / "out", "early")
+    assert early["epochs_run"] < 30
+
+
+def test_sharded_evaluation_equals_one_process_exactly(both, tmp_path):
+    """The same trained model evaluated on 2 ranks (each half the batches,
+    evaluators merged) and in one process: the very same numbers."""
+    regression = toy_recipe(tmp_path, task={"type": "regression"}, data={"n_test": 61},
+                            train={"epochs": 2, "eval_batch_size": 8}, output={"dir": str(tmp_path / "reg")})
+    run_jobs([{"name": "reg", "recipe": regression}], tmp_path / "train", nproc=1)
+    runs = {"classification": outcome(both / "out1", "full_sync_bn")["run_dir"], "regression": str(tmp_path / "reg")}
+    jobs = [{"name": f"{task}-{split}", "action": "eval", "run_dir": run_dir, "split": split}
+            for task, run_dir in runs.items() for split in ("val", "test")]
+    run_jobs(jobs, tmp_path / "eval2", nproc=2)
+    run_jobs(jobs, tmp_path / "eval1", nproc=1)
+    for job in jobs:
+        one = outcome(tmp_path / "eval1", job["name"])["metrics"]
+        assert outcome(tmp_path / "eval2", job["name"], 0)["metrics"] == one
+        assert outcome(tmp_path / "eval2", job["name"], 1)["metrics"] == one
+    assert set(outcome(tmp_path / "eval1", "regression-test")["metrics"]) == {"loss", "mae", "rmse"}
+
+
+def test_ctrl_c_on_one_rank_stops_every_rank_at_the_same_step_and_resumes_exactly(tmp_path):
+    """SIGINT reaches one worker only: both ranks stop after the same step,
+    write a checkpoint, and the resumed run ends with the unbroken run's weights."""
+    sections = dict(data={"n_train": 480, "delay": 0.004, "augment_noise": 0.3}, head={"dropout": 0.2},
+                    train={"epochs": 2, "batch_size": 16})
+    unbroken = toy_recipe(tmp_path, **sections, output={"dir": str(tmp_path / "unbroken")})
+    run_jobs([{"name": "unbroken", "recipe": unbroken}], tmp_path / "u", nproc=2)
+
+    broken = toy_recipe(tmp_path, **sections, output={"dir": str(tmp_path / "broken")})
+    out = tmp_path / "b"
+    out.mkdir()
+    from ddp_testkit import ddp_env
+    from toy_plugin import write_recipe
+
+    path = write_recipe(out / "broken.toml", broken)
+    (out / "jobs.json").write_text(json.dumps({"out": str(out), "jobs": [{"name": "broken", "recipe": str(path)}]}))
+    proc = subprocess.Popen([*torchrun(), "--nproc_per_node", "2", "--master_port", str(free_port()),
+                             str(Path(__file__).parents[1] / "ddp_driver.py"), str(out / "jobs.json")],
+                            env=ddp_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "broken" / "checkpoints" / "latest.json").exists():  # epoch 1 is done
+        assert time.time() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(0.3)  # well inside epoch 2
+    pid = int((out / "pid.rank1").read_text())
+    import os
+
+    os.kill(pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-3000:]
+    ranks = [outcome(out, "broken", r) for r in (0, 1)]
+    assert ranks[0].get("interrupted") and ranks[1].get("interrupted")
+    latest = json.loads((tmp_path / "broken" / "checkpoints" / "latest.json").read_text())
+    assert latest["epoch"] == 1 and latest["batch"] > 0  # stopped inside epoch 2, saved there
+
+    run_jobs([{"name": "broken", "recipe": str(path), "action": "resume"}], tmp_path / "r", nproc=2)
+    a, b = weights(tmp_path / "u", "unbroken"), weights(tmp_path / "r", "broken")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert history(tmp_path / "unbroken") == history(tmp_path / "broken")

@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import ft
+from ft.meters import MEASURED
 from ft.optim import schedule_fn
 from ft.recipe import OptimSection
 
@@ -188,7 +189,7 @@ def test_resume_equals_unbroken_run(registry, make_recipe, tmp_path, ema_decay):
 
     hist_a = [json.loads(l) for l in (unbroken.run_dir / "metrics.jsonl").read_text().splitlines()]
     hist_b = [json.loads(l) for l in (resumed.run_dir / "metrics.jsonl").read_text().splitlines()]
-    strip = lambda h: [{k: v for k, v in r.items() if k not in ("time", "elapsed")} for r in h]
+    strip = lambda h: [{k: v for k, v in r.items() if k not in MEASURED} for r in h]
     assert strip(hist_a) == strip(hist_b)
     assert len(hist_b) == 4
 
