@@ -30,6 +30,7 @@ from torch import nn
 
 from .distributed import Distributed
 from .errors import FtError
+from .parallel import full_state_dict
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -197,6 +198,22 @@ def save_training_checkpoint(root: Path, name: str, parts: TrainingParts, meta: 
                 shutil.rmtree(old, ignore_errors=True)
     dist.barrier()
     return target
+
+
+def save_best(run_dir: Path, model: nn.Module, metrics: dict, dist: Distributed, sharded: bool) -> None:
+    """``best/``: the model as it is now and the epoch's metrics. Every rank
+    calls this (a sharded model is gathered first); rank 0 writes."""
+    state = full_state_dict(model) if sharded else None
+    if dist.is_main:
+        tmp = run_dir / ".best.tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        if state is not None:
+            save_state_dict(state, tmp / "model.safetensors")
+        else:
+            save_weights(model, tmp / "model.safetensors")
+        write_json_atomic(tmp / "metrics.json", metrics)
+        _replace_dir(tmp, run_dir / "best")
+    dist.barrier()
 
 
 def _replace_dir(tmp: Path, target: Path) -> None:

@@ -184,7 +184,9 @@ def _plugins(args) -> int:
 def _eval(args) -> int:
     from .engine import evaluate_run
 
-    metrics = evaluate_run(args.run_dir, args.split)
+    metrics = evaluate_run(args.run_dir, args.split)  # under torchrun: sharded, the same on every rank
+    if int(os.environ.get("RANK", "0")):
+        return 0
     if args.json:
         print(json.dumps(metrics))
     else:

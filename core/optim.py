@@ -17,18 +17,32 @@ def no_weight_decay(param: nn.Parameter) -> bool:
     return param.ndim <= 1
 
 
-def build_optimizer(groups: list[ParamGroup], cfg: OptimSection, device: torch.device) -> tuple[torch.optim.Optimizer, str]:
+def build_optimizer(groups: list[ParamGroup], cfg: OptimSection, device: torch.device,
+                    merge: bool = False) -> tuple[torch.optim.Optimizer, str]:
     """Explicit optimizer groups: each strategy group split into decay and
-    no-decay parts. Returns the optimizer and a word on its implementation."""
-    torch_groups = []
+    no-decay parts. With ``merge`` (a strategy whose learning rates never
+    change per group) groups that train alike share one optimizer group:
+    each group costs a separate pass of a foreach/fused optimizer step, and
+    a model with many layer groups would pay it many times a step. Returns
+    the optimizer and a word on its implementation."""
+    torch_groups: list[dict] = []
+    alike: dict[tuple[float, float], dict] = {}
     for group in groups:
         mult = group.lr_mult * (cfg.head_lr_mult if group.name == "head" else 1.0)
         decay = [p for p in group.params if p.requires_grad and not no_weight_decay(p)]
         plain = [p for p in group.params if p.requires_grad and no_weight_decay(p)]
         wd_decay = cfg.weight_decay if group.weight_decay is None else group.weight_decay
         for params, wd in ((decay, wd_decay), (plain, 0.0)):
-            if params:
-                torch_groups.append({"params": params, "lr": cfg.lr * mult, "weight_decay": wd, "ft_group": group.name})
+            if not params:
+                continue
+            key = (cfg.lr * mult, wd)
+            if merge and key in alike:
+                alike[key]["params"] += params
+                if group.name not in alike[key]["ft_group"].split("+"):
+                    alike[key]["ft_group"] += f"+{group.name}"
+                continue
+            torch_groups.append({"params": params, "lr": cfg.lr * mult, "weight_decay": wd, "ft_group": group.name})
+            alike[key] = torch_groups[-1]
     if not torch_groups:
         raise ValueError("no trainable parameters: the freeze strategy froze everything")
     if cfg.name == "sgd":

@@ -17,11 +17,7 @@ once and shared, so all ranks stop at the same step.
 from __future__ import annotations
 
 import contextlib
-import os
 import random
-import shutil
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from itertools import islice
@@ -33,26 +29,25 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .checkpoint import (TrainingParts, latest_checkpoint, load_training_checkpoint, save_state_dict,
-                         save_training_checkpoint, save_weights, write_json_atomic)
+from .checkpoint import TrainingParts, latest_checkpoint, load_training_checkpoint, save_best, save_training_checkpoint
 from .contracts import batch_size_of, move_to
-from .data import ShardedBatches, make_loader, resolve_num_workers
+from .data import make_loader, resolve_num_workers
 from .distributed import Distributed, get_distributed
 from .ema import WeightEMA
 from .errors import FtError
+from .evaluation import evaluate_batches
 from .feature_cache import FeatureCache
 from .freezing import FreezeStrategy, Progress, apply_strategy, parameter_table
 from .meters import EpochMeter
-from .metrics import ExactSum
+from .monitor import Monitor, metric_mode
 from .optim import build_optimizer, build_scheduler
-from .parallel import (all_reduce_gradients, configure_cuda, enable_activation_checkpointing, full_state_dict,
-                       resolve_device, resolve_precision, shard_fsdp, wrap_ddp)
+from .parallel import (all_reduce_gradients, configure_cuda, enable_activation_checkpointing, resolve_device,
+                       resolve_precision, shard_fsdp, wrap_ddp)
 from .progress import Progress as ProgressBar
 from .recipe import OptimSection, TrainSection
 from .rundir import MetricsLog
+from .stopping import StopCheck, StopRequest
 from .sync_batchnorm import has_batch_norm, sync_batch_norm
-
-HIGHER_IS_BETTER = ("accuracy", "f1", "ndcg", "recall", "hit", "precision", "auc", "map", "mrr", "r2", "exact_match")
 
 
 @dataclass
@@ -79,45 +74,6 @@ class FitResult:
     steps: int
     train_seconds: float
     settings: dict = field(default_factory=dict)
-
-
-def metric_mode(name: str, default_metric: str | None = None, default_mode: str = "min") -> str:
-    bare = name.split("_", 1)[1] if name.startswith(("val_", "train_", "test_")) else name
-    if default_metric and bare == default_metric:
-        return default_mode
-    return "max" if any(word in bare for word in HIGHER_IS_BETTER) else "min"
-
-
-class StopRequest:
-    """Ctrl-C (SIGINT) or SIGTERM during training: stop after the current
-    step, with a checkpoint. A second signal a second or more later aborts
-    at once (``torchrun`` forwards the terminal's Ctrl-C to its workers,
-    which then see it twice within moments)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._first = 0.0
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> "StopRequest":
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-
-    def _handle(self, signum, frame) -> None:
-        now = time.monotonic()
-        if self.requested:
-            if now - self._first > 1.0:
-                raise KeyboardInterrupt
-            return
-        self.requested, self._first = True, now
-        print("ft: stopping after this step and saving a checkpoint (press Ctrl-C again to abort)", flush=True)
 
 
 class Trainer:
@@ -163,10 +119,10 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.history: list[dict] = []
-        self.best: dict = {"value": None, "epoch": None}
-        self.bad_epochs = 0
+        self.monitor: Monitor | None = None  # the metric behind best/ and early stopping (known after setup)
         self.info: RunInfo | None = None
         self.stop_request = StopRequest()
+        self.stop_check = StopCheck(self.dist, self.stop_request)
         self._caching_now = False
         self._cached_loaders: dict[str, DataLoader] = {}
         self._epoch_sums: dict = {}  # this rank's running train-loss sums when an epoch stopped
@@ -221,7 +177,9 @@ class Trainer:
 
     def _setup_optimizer(self) -> None:
         self.groups = self.strategy.param_groups(self.model)
-        self.optimizer, self.optim_impl = build_optimizer(self.groups, self.optim_cfg, self.device)
+        # a strategy that never changes a group's learning rate lets groups that train alike share one
+        merge = type(self.strategy).lr_multiplier is FreezeStrategy.lr_multiplier
+        self.optimizer, self.optim_impl = build_optimizer(self.groups, self.optim_cfg, self.device, merge)
         total = self.steps_per_epoch * self.cfg.epochs
         self.total_steps = min(total, self.cfg.max_steps) if self.cfg.max_steps else total
         self.scheduler = build_scheduler(self.optimizer, self.optim_cfg, self.total_steps, self.strategy,
@@ -238,14 +196,14 @@ class Trainer:
         head = getattr(self.model, "head", None)
         default_metric = getattr(head, "default_metric", None)
         if self.cfg.monitor:
-            self.monitor = self.cfg.monitor
+            name = self.cfg.monitor
         elif self.val_loader is not None and default_metric:
-            self.monitor = f"val_{default_metric}"
+            name = f"val_{default_metric}"
         else:
-            self.monitor = "val_loss" if self.val_loader is not None else "train_loss"
+            name = "val_loss" if self.val_loader is not None else "train_loss"
         mode = self.cfg.monitor_mode
-        self.mode = mode if mode != "auto" else metric_mode(self.monitor, default_metric,
-                                                            getattr(head, "default_mode", "min"))
+        self.monitor = Monitor(name, mode if mode != "auto" else metric_mode(name, default_metric,
+                                                                               getattr(head, "default_mode", "min")))
 
     def _loader(self, data: Any, train: bool) -> DataLoader | None:
         if data is None or isinstance(data, DataLoader):
@@ -257,7 +215,9 @@ class Trainer:
                            num_workers=self.num_workers, rank=self.rank, world_size=self.world_size,
                            pin_memory=self.device.type == "cuda", batcher=batcher,
                            persistent_workers=self.cfg.persistent_workers, prefetch_factor=self.cfg.prefetch_factor,
-                           shard_eval=self.shard_eval, even=self.sharded)
+                           shard_eval=self.shard_eval, even=self.sharded,
+                           # transforms known not to draw random numbers need no per-batch seed
+                           seeded=getattr(self.data, "train_augmented", True) is not False)
 
     def _plan_feature_cache(self) -> tuple[FeatureCache | None, str]:
         """Cache features when a frozen backbone meets unaugmented inputs."""
@@ -301,7 +261,7 @@ class Trainer:
             "sync_batchnorm": self.sync_bn,
             "tf32": self.cfg.tf32 if self.device.type == "cuda" else "n/a (cpu)",
             "clip_grad_norm": self.cfg.clip_grad_norm, "ema_decay": self.cfg.ema_decay,
-            "monitor": f"{self.monitor} ({self.mode})",
+            "monitor": self.monitor.describe(),
             "feature_cache": self.cache_note,
             "callbacks": [type(c).__name__ for c in self.callbacks],
         }
@@ -328,7 +288,7 @@ class Trainer:
             # same sampler, seed and batcher as the raw loader: the same batches in the same order
             self._cached_loaders["train"] = make_loader(pairs, batch_size=self.cfg.batch_size, train=True,
                                                         seed=self.cfg.seed, rank=self.rank,
-                                                        world_size=self.world_size,
+                                                        world_size=self.world_size, seeded=False,
                                                         batcher=getattr(self.data, "batcher", None))
         self._forward = self.model.forward_head
         return self._cached_loaders["train"]
@@ -345,6 +305,9 @@ class Trainer:
         if self.cfg.channels_last and isinstance(inputs, torch.Tensor) and inputs.ndim == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         return inputs
+
+    def _prepare_batch(self, inputs: Any, targets: Any) -> tuple[Any, Any]:
+        return self._prepare_inputs(inputs), move_to(targets, self.device, True, self.float_dtype)
 
     def _batch_norm(self) -> contextlib.AbstractContextManager:
         """With ``train.sync_batchnorm`` under DDP: BatchNorm over the global batch."""
@@ -370,7 +333,7 @@ class Trainer:
         n_total = sum(counts)
         loss_sum = torch.zeros((), device=self.device)
         for i, ((inputs, targets), n) in enumerate(zip(window, counts)):
-            inputs, targets = self._prepare_inputs(inputs), move_to(targets, self.device, True, self.float_dtype)
+            inputs, targets = self._prepare_batch(inputs, targets)
             # sync BatchNorm spans the backward too: a checkpointed block recomputes its forward there
             with self._no_sync(last=i == len(window) - 1), self._batch_norm():
                 with self._autocast():
@@ -474,7 +437,7 @@ class Trainer:
                     metrics["elapsed"] = elapsed()
                     self.history.append(metrics)
                     bar.end_epoch(metrics)
-                    improved = self._track_best(metrics)
+                    improved = self.monitor.update(metrics)
                     if log:
                         log.write(metrics)
                     if improved and self.run_dir:
@@ -484,7 +447,7 @@ class Trainer:
                 with self._averaged():
                     self._emit("ft_epoch_end", run=self.info, epoch=epoch + 1, metrics=metrics)
                 if stopped == "epochs" and self.cfg.patience and self.dist.broadcast_object(
-                        self.bad_epochs >= self.cfg.patience):
+                        self.monitor.bad_epochs >= self.cfg.patience):
                     stopped = "early_stopping"
                 if stopped != "epochs":
                     break
@@ -493,7 +456,8 @@ class Trainer:
         if self.ema is not None:
             self.ema.copy_to_model()
         seconds = elapsed_before + time.perf_counter() - clock
-        return FitResult(self.history, self.monitor, self.best["epoch"], self.best["value"], stopped, self.step,
+        best = self.monitor.best
+        return FitResult(self.history, self.monitor.name, best["epoch"], best["value"], stopped, self.step,
                          seconds, self.settings())
 
     def _train_epoch(self, epoch: int, start_batch: int, bar: ProgressBar,
@@ -533,7 +497,7 @@ class Trainer:
             done = -(-batch_index // self.cfg.grad_accum)
             if bar.needs_loss(done):
                 bar.update(done, (loss_total / max(1, seen)).item(), self._shown_lr())
-            stopped = self._stop_reason(elapsed())
+            stopped = self.stop_check.reason(self.step, self.cfg.max_steps, elapsed(), self.cfg.time_limit)
             if stopped != "epochs":
                 break
         self._epoch_sums = {"loss_total": loss_total.detach().cpu(), "seen": seen}
@@ -544,23 +508,6 @@ class Trainer:
                    "train_loss": (totals[0] / totals[1]).item() if totals[1] > 0 else float("nan"),
                    "lr": self._shown_lr(), **meter.figures(self.dist)}
         return metrics, batch_index, stopped
-
-    def _stop_reason(self, elapsed: float) -> str:
-        """Why training stops after this step, the same on every rank:
-        ``max_steps`` (every rank counts the same steps), ``time_limit`` on
-        rank 0's clock, or a stop request (Ctrl-C/SIGTERM) on any rank."""
-        if self.cfg.max_steps and self.step >= self.cfg.max_steps:
-            return "max_steps"
-        over_time = bool(self.cfg.time_limit) and self.dist.is_main and elapsed >= self.cfg.time_limit
-        if self.dist.enabled:
-            flags = torch.tensor([int(over_time), int(self.stop_request.requested)])
-            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX, group=self.dist.control)
-            over_time, requested = bool(flags[0]), bool(flags[1])
-        else:
-            requested = self.stop_request.requested
-        if requested:
-            return "interrupted"
-        return "time_limit" if over_time else "epochs"
 
     def _announce(self, bar: ProgressBar, resume: Any, start_epoch: int, start_batch: int) -> None:
         """The start banner: effective settings, devices per rank, parameter counts."""
@@ -588,19 +535,6 @@ class Trainer:
                 return lr
         return lrs[-1]
 
-    def _track_best(self, metrics: dict) -> bool:
-        value = metrics.get(self.monitor)
-        if value is None or value != value:  # missing or NaN
-            return False
-        best = self.best["value"]
-        better = best is None or (value > best if self.mode == "max" else value < best)
-        if better:
-            self.best = {"value": value, "epoch": metrics["epoch"]}
-            self.bad_epochs = 0
-        else:
-            self.bad_epochs += 1
-        return better
-
     # -- evaluation ---------------------------------------------------------
 
     @torch.no_grad()
@@ -627,71 +561,21 @@ class Trainer:
                     rank=self.rank, world_size=self.world_size, shard_eval=self.shard_eval)
             loader, forward = self._cached_loaders[prefix], self.model.forward_head
         evaluator = self.make_evaluator() if self.make_evaluator else None
-        sampler = loader.batch_sampler
-        real = len(loader) - (sampler.padding if isinstance(sampler, ShardedBatches) else 0)
-        losses: list[torch.Tensor] = []
-        count = 0
-        for i, (inputs, targets) in enumerate(loader):
-            inputs, targets = self._prepare_inputs(inputs), move_to(targets, self.device, True, self.float_dtype)
-            with self._autocast():
-                outputs = forward(inputs)
-                loss = self.loss_fn(outputs, targets)
-            if i >= real:
-                continue  # a repeated batch that keeps FSDP ranks in step; not counted
-            n = batch_size_of(targets)
-            losses.append(loss.detach().double() * n)
-            count += n
-            if evaluator is not None:
-                evaluator.update(outputs.float(), targets)
+        out = evaluate_batches(loader, forward, self.loss_fn, evaluator, self._prepare_batch, self._autocast,
+                               self.dist)
         if was_training:  # back to the strategy's modes (a frozen backbone's BatchNorm stays in eval)
             self.strategy.set_train_mode(self.model, self.epoch)
-        loss_sum = ExactSum()
-        for value in (torch.stack(losses).tolist() if losses else []):
-            loss_sum.add(value)
-        if isinstance(sampler, ShardedBatches) and sampler.sharded:
-            loss_sum, count, evaluator = self._merge_shards(loss_sum, count, evaluator)
-        out = {"loss": loss_sum.value / max(1, count)}
-        if evaluator is not None:
-            out.update(evaluator.compute())
         return {f"{prefix}_{k}": float(v) for k, v in out.items()}
-
-    def _merge_shards(self, loss_sum: ExactSum, count: int, evaluator: Any) -> tuple[ExactSum, int, Any]:
-        """Every rank's share of a split, merged in rank order on every rank."""
-        shards = self.dist.all_gather_object((loss_sum, count, evaluator.to_cpu() if evaluator else None))
-        loss_sum, count, evaluator = shards[0]
-        for other_loss, other_count, other_evaluator in shards[1:]:
-            loss_sum.merge(other_loss)
-            count += other_count
-            if evaluator is not None:
-                evaluator.merge(other_evaluator)
-        return loss_sum, count, evaluator
 
     # -- checkpoints --------------------------------------------------------
 
     def _save_best(self, metrics: dict) -> None:
-        """``best/``: the model as it is now (every rank calls; rank 0 writes)."""
-        state = full_state_dict(self.model) if self.sharded else None
-        if self.dist.is_main:
-            best = self.run_dir / "best"
-            tmp = self.run_dir / ".best.tmp"
-            tmp.mkdir(parents=True, exist_ok=True)
-            if state is not None:
-                save_state_dict(state, tmp / "model.safetensors")
-            else:
-                save_weights(self.model, tmp / "model.safetensors")
-            write_json_atomic(tmp / "metrics.json", metrics)
-            old = self.run_dir / ".best.old"
-            if best.exists():
-                os.replace(best, old)
-            os.replace(tmp, best)
-            if old.exists():
-                shutil.rmtree(old)
-        self.dist.barrier()
+        save_best(self.run_dir, self.model, metrics, self.dist, self.sharded)
 
     def _save_checkpoint(self, epoch: int, batch: int, elapsed: float) -> None:
         name = f"epoch-{epoch}" if batch == 0 else f"epoch-{epoch}-batch-{batch}"
         meta = {"epoch": epoch, "batch": batch, "step": self.step, "elapsed": elapsed,
-                "history": self.history, "best": self.best, "bad_epochs": self.bad_epochs}
+                "history": self.history, **self.monitor.state()}
         path = save_training_checkpoint(self.run_dir / "checkpoints", name, self.parts, meta, self.dist,
                                         self.device, self.cfg.keep_checkpoints,
                                         rank_state=self._epoch_sums if batch else None)
@@ -710,8 +594,7 @@ class Trainer:
         meta, self._resumed = load_training_checkpoint(path, self.parts, self.dist, self.device)
         self.step = meta["step"]
         self.history = meta["history"]
-        self.best = meta["best"]
-        self.bad_epochs = meta["bad_epochs"]
+        self.monitor.load(meta)
         self._mults = self._group_multipliers()
         return meta["epoch"], meta["batch"], meta["elapsed"]
 

@@ -86,7 +86,21 @@ def test_weight_decay_off_for_biases_and_norms(registry, make_recipe):
             assert dims == {2}
         else:
             assert dims == {1}
-    assert {g["ft_group"] for g in trainer.optimizer.param_groups} == {"embed", "block1", "block2", "head"}
+    # full fine-tuning: layer groups that train alike share an optimizer group (decay / no decay)
+    assert sorted(g["ft_group"] for g in trainer.optimizer.param_groups) == ["embed+block1+block2+head"] * 2
+
+
+@pytest.mark.parametrize("freeze, expected", [
+    ({"strategy": "full"}, {"embed+block1+block2", "head"}),  # the head has its own rate
+    ({"strategy": "gradual_unfreeze", "every": 1}, {"embed", "block1", "block2", "head"}),  # rates change per group
+])
+def test_groups_with_their_own_learning_rates_stay_apart(registry, make_recipe, freeze, expected):
+    recipe = ft.load_recipe(make_recipe(optim={"head_lr_mult": 10.0}, freeze=freeze))
+    model, bundle, strategy = ft.assemble(recipe)
+    trainer = ft.Trainer(model, bundle.train, bundle.val, train=recipe.train, optim=recipe.optim, strategy=strategy,
+                         quiet=True)
+    trainer.setup()
+    assert {g["ft_group"] for g in trainer.optimizer.param_groups} == expected
 
 
 def test_warmup_then_cosine_schedule():
