@@ -175,3 +175,27 @@ def test_ctrl_c_on_one_rank_stops_every_rank_at_the_same_step_and_resumes_exactl
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert history(tmp_path / "unbroken") == history(tmp_path / "broken")
+
+
+def test_ft_run_starts_the_ranks_itself(toy_env, tmp_path):
+    """``ft run RECIPE --nproc-per-node 2`` checks the recipe once, then starts
+    two ranks (no torchrun to type); a bad recipe stops before any rank starts."""
+    import sys
+
+    from toy_plugin import write_recipe
+
+    env = {**toy_env, "OMP_NUM_THREADS": "1"}
+    good = write_recipe(tmp_path / "good.toml", toy_recipe(tmp_path, train={"epochs": 1, "batch_size": 16}))
+    done = subprocess.run([sys.executable, "-m", "ft.cli", "run", str(good), "--nproc-per-node", "2",
+                           "--set", "train.seed=3"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    env_json = json.loads((tmp_path / "run" / "env.json").read_text())
+    assert env_json["world_size"] == 2
+    assert "world_size 2" in done.stdout and "rank 1 cpu" in done.stdout  # the banner: ranks and their devices
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["settings"]["batch"].endswith("= 32")
+
+    bad = write_recipe(tmp_path / "bad.toml", toy_recipe(tmp_path, train={"epochs": 0}))
+    done = subprocess.run([sys.executable, "-m", "ft.cli", "run", str(bad), "--nproc-per-node", "2"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.count("train.epochs") == 1 and "Traceback" not in done.stderr
