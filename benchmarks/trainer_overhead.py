@@ -9,6 +9,12 @@ process's CPU time are reported; with ``--threads 1`` CPU time is the figure
 least disturbed by other work on the machine. Memory: each loop in its
 own fresh subprocess, peak RSS growth over the process's RSS after building
 model and data. Targets (issue 2): time ratio ft/plain <= 1.03, memory <= 1.05.
+
+A third loop, ``ft-nofig``, is ft's trainer with the per-epoch figures
+(examples/s, data wait, peak memory: ``ft.meters.EpochMeter``) patched out,
+interleaved with the others: the ratio ft/ft-nofig is what those figures
+cost (scale-out issue: <= 1.02). The two clock reads per batch around the
+loader stay in both.
 """
 
 from __future__ import annotations
@@ -25,6 +31,24 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import ft
+import ft.trainer
+from ft.meters import EpochMeter
+
+
+class NoFigures(EpochMeter):
+    """The meter with nothing to do: no counting, no memory reads, no figures."""
+
+    def start(self) -> None:
+        pass
+
+    def waited(self, seconds: float) -> None:
+        pass
+
+    def count(self, examples: int, tokens) -> None:
+        pass
+
+    def figures(self, dist) -> dict:
+        return {}
 
 
 def make(seed: int, n: int):
@@ -100,28 +124,40 @@ def main() -> None:
     loader = DataLoader(data, batch_size=args.batch, shuffle=True)
     opt = torch.optim.AdamW(plain_model.parameters(), lr=1e-3, weight_decay=0.01, foreach=True)
     trainer = ft_trainer(ft_model, data, args.batch)
-    plain_epoch(plain_model, loader, opt, nn.functional.cross_entropy)  # warm-up both
-    trainer.fit()
-    wall = {"ft": [], "plain": []}
-    cpu = {"ft": [], "plain": []}
+    nofig_model, _ = make(0, n)
+    nofig = ft_trainer(nofig_model, data, args.batch)
+
+    def fit_without_figures() -> None:
+        ft.trainer.EpochMeter = NoFigures
+        try:
+            nofig.fit()
+        finally:
+            ft.trainer.EpochMeter = EpochMeter
+
+    run = {"ft": trainer.fit, "ft-nofig": fit_without_figures,
+           "plain": lambda: plain_epoch(plain_model, loader, opt, nn.functional.cross_entropy)}
+    for fn in run.values():  # warm-up
+        fn()
+    wall = {kind: [] for kind in run}
+    cpu = {kind: [] for kind in run}
+    kinds = list(run)
     for r in range(args.rounds):
-        order = ("ft", "plain") if r % 2 == 0 else ("plain", "ft")
+        order = kinds[r % 3:] + kinds[:r % 3]  # each loop takes each place in turn
         for kind in order:
             w0, c0 = time.perf_counter(), time.process_time()
-            if kind == "ft":
-                trainer.fit()
-            else:
-                plain_epoch(plain_model, loader, opt, nn.functional.cross_entropy)
+            run[kind]()
             wall[kind].append(time.perf_counter() - w0)
             cpu[kind].append(time.process_time() - c0)
-        print(f"round {r + 1}: wall ft {wall['ft'][-1]:.3f} s plain {wall['plain'][-1]:.3f} s | "
-              f"cpu ft {cpu['ft'][-1]:.3f} s plain {cpu['plain'][-1]:.3f} s", flush=True)
+        print(f"round {r + 1}: wall " + " ".join(f"{k} {wall[k][-1]:.3f} s" for k in kinds)
+              + " | cpu " + " ".join(f"{k} {cpu[k][-1]:.3f} s" for k in kinds), flush=True)
     for name, series in (("wall", wall), ("cpu", cpu)):
-        ratios = [a / b for a, b in zip(series["ft"], series["plain"])]
-        print(f"{name} time per epoch ({args.batches} batches of {args.batch}, {torch.get_num_threads()} thread(s)): "
-              f"ft median {statistics.median(series['ft']):.3f} s, plain median {statistics.median(series['plain']):.3f} s;"
-              f" ratio ft/plain median {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f}); "
-              f"ratio of medians {statistics.median(series['ft']) / statistics.median(series['plain']):.3f}")
+        for a, b in (("ft", "plain"), ("ft", "ft-nofig")):
+            ratios = [x / y for x, y in zip(series[a], series[b])]
+            print(f"{name} time per epoch ({args.batches} batches of {args.batch}, {torch.get_num_threads()} "
+                  f"thread(s)): {a} median {statistics.median(series[a]):.3f} s, {b} median "
+                  f"{statistics.median(series[b]):.3f} s; ratio {a}/{b} median {statistics.median(ratios):.3f} "
+                  f"(min {min(ratios):.3f}, max {max(ratios):.3f}); ratio of medians "
+                  f"{statistics.median(series[a]) / statistics.median(series[b]):.3f}")
 
     growth = {}
     for kind in ("plain", "ft"):
