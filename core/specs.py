@@ -10,15 +10,40 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, WrapValidator
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo, WrapValidator, field_validator
 
 
 class Options(BaseModel):
-    """Base for plugin option models: unknown keys are errors."""
+    """Base for plugin option models: unknown keys are errors, and so are
+    inf/NaN where a number goes and ``true``/``false`` where a number goes
+    (pydantic would read ``epochs = true`` as 1)."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_number(cls, value: Any, info: ValidationInfo) -> Any:
+        field_info = cls.model_fields.get(info.field_name) if info.field_name else None
+        if field_info is None or _allows_bool(field_info.annotation):
+            return value
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, bool) for v in items):
+            raise ValueError(f"expected {_expected(field_info.annotation)}, found a boolean")
+        return value
+
+
+def _allows_bool(annotation: Any) -> bool:
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_allows_bool(arg) for arg in get_args(annotation))
+
+
+def _expected(annotation: Any) -> str:
+    names = {getattr(a, "__name__", str(a)) for a in (annotation, *get_args(annotation))}
+    return "a whole number" if "int" in names and "float" not in names else "a number" \
+        if names & {"int", "float"} else "a value of the documented type"
 
 
 class NoOptions(Options):
@@ -89,7 +114,13 @@ class FreezeStrategySpec:
 @dataclass(frozen=True)
 class DatasetFormatSpec:
     """``build(options, backbone, ctx) -> ft.DataBundle``;
-    ``read_input(raw, options, backbone) -> inputs`` for ``ft predict``."""
+    ``read_input(raw, options, backbone) -> inputs`` for ``ft predict``;
+    ``check(options, ctx) -> str``: a cheap look at the data before any
+    model is built (header, columns, label column, a sample of rows,
+    referenced files exist), used by ``ft validate`` and at the start of
+    ``ft run``. It raises :class:`ft.DataError` naming the file (and
+    ``line N`` of it, or ``row N`` of the data) and returns a one-line
+    description (``"1,696 train / 352 val clips, 8 classes"``)."""
 
     name: str
     build: Callable[..., Any]
@@ -97,6 +128,7 @@ class DatasetFormatSpec:
     read_input: Callable[..., Any] | None = None
     tasks: tuple[str, ...] = ("classification", "multilabel", "regression")
     description: str = ""
+    check: Callable[..., str | None] | None = None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ registers: transformers loads when a backbone is built. See docs/nlp.md.
 Modules: ``backbones`` (encoder, pooling, tokenization, layer groups),
 ``batching`` (dynamic padding, length buckets), ``tables`` (reading
 CSV/TSV/JSONL, compressed files, packaged data sets), ``labels`` (checked
-examples and targets per task), ``data`` (options, splits, the bundle).
+examples and targets per task), ``data`` (options, splits, the bundle),
+``checks`` (the cheap data check of ``ft validate`` and ``ft run``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import ft  # noqa: E402
 from ft.specs import BackboneSpec, DatasetFormatSpec  # noqa: E402
 
 from .backbones import HfEncoderOptions, MiniLMOptions, build_hf_encoder, build_minilm  # noqa: E402
+from .checks import format_checker  # noqa: E402
 from .data import TextDataOptions, format_builder, read_input  # noqa: E402
 
 TASKS = ("classification", "multilabel", "regression")
@@ -43,12 +45,13 @@ def ft_backbones() -> list[BackboneSpec]:
 
 @ft.hookimpl
 def ft_dataset_formats() -> list[DatasetFormatSpec]:
+    def spec(kind: str, description: str) -> DatasetFormatSpec:
+        return DatasetFormatSpec(f"text_{kind}", format_builder(kind), TextDataOptions, read_input=read_input,
+                                 check=format_checker(kind), tasks=TASKS, description=description)
+
     return [
-        DatasetFormatSpec("text_csv", format_builder("csv"), TextDataOptions, read_input=read_input, tasks=TASKS,
-                          description="CSV with a header: text[, pair], label columns (.gz/.bz2/.xz read directly)"),
-        DatasetFormatSpec("text_tsv", format_builder("tsv"), TextDataOptions, read_input=read_input, tasks=TASKS,
-                          description="tab-separated, like text_csv"),
-        DatasetFormatSpec("text_jsonl", format_builder("jsonl"), TextDataOptions, read_input=read_input,
-                          tasks=TASKS, description="JSON lines: one object per line with text[, pair], label "
-                                                   "fields (multilabel: a list or a delimited string)"),
+        spec("csv", "CSV with a header: text[, pair], label columns (.gz/.bz2/.xz read directly)"),
+        spec("tsv", "tab-separated, like text_csv"),
+        spec("jsonl", "JSON lines: one object per line with text[, pair], label fields (multilabel: a list or a "
+                      "delimited string)"),
     ]

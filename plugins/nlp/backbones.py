@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from pydantic import Field, ValidationInfo, WrapValidator
 from torch import nn
 
+from ft.checkpoint import read_safetensors, read_state
 from ft.contracts import Backbone, LayerGroup, groups_by_prefix
 from ft.errors import FtError
 from ft.hub import hub_offline, hub_reachable
@@ -293,7 +294,11 @@ def load_encoder(options: TextEncoderOptions, load_pretrained: bool, name: str) 
             model = AutoModel.from_pretrained(source, config=config, dtype=torch.float32, **kwargs)
         else:
             model = AutoModel.from_config(config, dtype=torch.float32)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:
+        if local and load_pretrained:
+            check_weight_files(Path(source), where)  # a damaged file: the error names it
+        if not isinstance(exc, (OSError, ValueError)):
+            raise
         raise FtError(f"cannot load the encoder weights from {source}: {_first_line(exc)}", where=where) from None
     finally:
         if bar:
@@ -314,6 +319,19 @@ def load_encoder(options: TextEncoderOptions, load_pretrained: bool, name: str) 
     return HfEncoder(model, tokenizer, pooling=options.pooling, max_length=options.max_length,
                      pad_to_max_length=options.pad_to_max_length, normalize=options.normalize, name=name,
                      weights=options.weights)
+
+
+def check_weight_files(folder: Path, where: str) -> None:
+    """Read a model folder's weight files (``*.safetensors``, else
+    ``pytorch_model*.bin``) with ftkit's reader, so a truncated or foreign
+    file is an FtError naming it. Used only after transformers failed."""
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
+    hint = "download the model again or save it again (save_pretrained), then point backbone.weights at the folder"
+    for path in files:
+        if path.suffix == ".safetensors":
+            read_safetensors(path, f"the encoder weights ({where})", hint)
+        else:
+            read_state(path, f"the encoder weights ({where})", hint)
 
 
 def _first_line(exc: BaseException) -> str:

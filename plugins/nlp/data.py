@@ -14,8 +14,11 @@ backbone's collate, and the training order can be bucketed by length
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -30,6 +33,10 @@ from ft.specs import ExistingPath, Options
 from .batching import LengthBuckets
 from .labels import Examples, class_names, read_examples, targets
 from .tables import SOURCES, check_columns, read_table, resolve_source
+
+#: with ``sample`` (``check``), files larger than this on disk are read only up to SAMPLE_ROWS rows
+SAMPLE_OVER_BYTES = 64 * 2**20
+SAMPLE_ROWS = 20_000
 
 
 class TextDataOptions(Options):
@@ -60,13 +67,23 @@ class TextDataOptions(Options):
                                                       "(val and test stay the same); for quick runs")
     drop_duplicates: bool = Field(False, description="drop rows whose text repeats an earlier row's, before "
                                                      "splitting, so no text is in two splits")
-    skip_bad: bool = Field(False, description="skip and count rows with an empty text or unreadable label "
-                                              "instead of stopping")
+    skip_bad: bool = Field(False, description="skip and count bad rows (undecodable bytes, an unclosed quote, "
+                                              "a wrong number of fields, not a JSON object, an empty text, an "
+                                              "unreadable label) instead of stopping; they are listed in data.json")
     bucket: bool = Field(True, description="training batches of similar length (less padding)")
     bucket_pool: int = Field(50, ge=1, description="batches per pool sorted by length when bucketing")
     pair_separator: str = Field(" ||| ", min_length=1, description="ft predict on pair tasks: \"TEXT"
                                                                    "<separator>PAIR\"")
-    encoding: str = "utf-8"
+    encoding: str = Field("utf-8", description="text encoding of the files (\"latin-1\", \"cp1252\"...)")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {value!r} (e.g. \"utf-8\", \"latin-1\")") from None
+        return value
 
     @field_validator("source")
     @classmethod
@@ -153,25 +170,61 @@ def _dedupe(examples: Examples) -> tuple[Examples, int]:
 # -- the bundle -----------------------------------------------------------------------
 
 
-def build_text_data(kind: str, options: TextDataOptions, backbone: Backbone, ctx) -> DataBundle:
-    """Read, check, split and tokenize; see the module docstring."""
-    task_type = ctx.task_type
+@dataclass
+class ReadData:
+    """The recipe's tables read and checked (what the build splits and tokenizes)."""
+
+    main_path: Path
+    read: dict[str, Examples]  # "main" and, if given, "val" / "test"
+    main: Examples  # read["main"] without duplicates (with data.drop_duplicates)
+    duplicates: int
+    names: tuple[str, ...]  # class names (regression: the label column)
+    complete: bool  # False when a big file was sampled (``sample=True``)
+
+
+def read_data(kind: str, options: TextDataOptions, task_type: str, sample: bool = False) -> ReadData:
+    """Read the table(s) and check every row, the columns and the labels:
+    the build's reading, and ``check``'s. With ``sample``, a file over
+    :data:`SAMPLE_OVER_BYTES` is read only up to :data:`SAMPLE_ROWS` rows."""
     main_path = options.path or resolve_source(options.source)
     needed = {"text_column": options.text_column, "label_column": options.label_column}
     if options.text_pair_column:
         needed["text_pair_column"] = options.text_pair_column
     read: dict[str, Examples] = {}
+    complete = True
     files = {"main": main_path, "val": options.val_path, "test": options.test_path}
     for name, path in files.items():
         if path is not None:
-            table = read_table(path, kind, options.encoding)
+            big = sample and path.is_file() and path.stat().st_size > SAMPLE_OVER_BYTES
+            table = read_table(path, kind, options.encoding, skip_bad=options.skip_bad,
+                               max_rows=SAMPLE_ROWS if big else None)
             check_columns(table, needed)
             read[name] = read_examples(table, options, task_type)
+            complete = complete and table.complete
+            if not read[name].texts:  # every row dropped (other_labels) or skipped (skip_bad)
+                gone = {"with a label outside data.labels": sum(read[name].dropped_labels.values()),
+                        "skipped as bad": len(read[name].skipped)}
+                raise DataError("no examples left: " + ", ".join(f"{n} row(s) {why}" for why, n in gone.items() if n),
+                                where=str(path), hint="check data.labels and data.label_column")
     main, duplicates = _dedupe(read["main"]) if options.drop_duplicates else (read["main"], 0)
     names = class_names(options, list(read.values()), task_type)
-    if task_type in ("classification", "multilabel") and len(names) < 2 and not options.labels:
+    # a sample of a sorted file may hold one class only: judge the class count on whole files
+    if task_type in ("classification", "multilabel") and len(names) < 2 and not options.labels and complete:
         raise DataError(f"found {len(names)} label(s) in column {options.label_column!r}; a classifier needs at "
-                        f"least 2", where=str(main_path), hint="check data.label_column")
+                        f"least 2", where=str(main_path),
+                        hint="check that data.label_column names the label column (and data.labels, if given)")
+    return ReadData(main_path, read, main, duplicates, names, complete)
+
+
+def build_text_data(kind: str, options: TextDataOptions, backbone: Backbone, ctx) -> DataBundle:
+    """Read, check, split and tokenize; see the module docstring."""
+    task_type = ctx.task_type
+    data = read_data(kind, options, task_type)
+    main_path, read, main, duplicates, names = data.main_path, data.read, data.main, data.duplicates, data.names
+    skipped = [s for ex in read.values() for s in ex.skipped]
+    if skipped:
+        print(f"nlp: skipped {len(skipped)} bad row(s) (data.skip_bad; listed in data.json), the first: "
+              f"{skipped[0]}", flush=True)
     main_targets = targets(main.labels, names, task_type)
 
     n = len(main.texts)

@@ -4,8 +4,9 @@ Each row gives an example (a text, or a ``(text, pair)`` tuple) and a
 label: a class name (``classification``), class names joined by a delimiter
 or a JSON list (``multilabel``, turned into a multi-hot vector) or a number
 (``regression``). Rows are checked before anything trains; a bad row is a
-:class:`ft.DataError` naming the file, row, line and column, or, with
-``data.skip_bad``, skipped and counted. Rows whose label is outside
+:class:`ft.DataError` naming ``file: line N, column 'c'``, or, with
+``data.skip_bad``, skipped and counted (with the rows the table reader
+skipped as unreadable). Rows whose label is outside
 ``data.labels`` are an error, or with ``data.other_labels = "drop"`` a
 filter (Rotten Tomatoes: keep fresh and rotten, drop the plot summaries).
 """
@@ -21,9 +22,9 @@ import torch
 
 from ft.errors import DataError
 
-from .tables import Table, cell
+from .tables import SKIP_BAD, BadRow, Table, cell
 
-SKIP_HINT = "fix or remove the row, or set data.skip_bad = true to skip such rows (they are counted in data.json)"
+SKIP_HINT = f"fix or remove the row, {SKIP_BAD}"
 
 
 @dataclass
@@ -33,7 +34,7 @@ class Examples:
     texts: list[Any] = field(default_factory=list)  # str or (str, str)
     labels: list[Any] = field(default_factory=list)  # str | list[str] | float, by task
     dropped_labels: Counter = field(default_factory=Counter)  # label outside data.labels -> rows dropped
-    skipped: list[str] = field(default_factory=list)  # "where: why" of rows skipped as bad
+    skipped: list[str] = field(default_factory=list)  # "file: line N...: why" of rows skipped as bad
 
     def subset(self, indices: list[int]) -> "Examples":
         """The examples at ``indices`` (without the drop / skip records)."""
@@ -43,23 +44,15 @@ class Examples:
 def _text(table: Table, row, column: str) -> str:
     value = cell(table, row, column)
     if not isinstance(value, str):
-        raise _Bad(f"expected a text, found {type(value).__name__} {value!r}", table.where(row, column))
+        raise BadRow(f"expected a text, found {type(value).__name__} {value!r}", where=table.where(row, column))
     if not value.strip():
-        raise _Bad("empty text", table.where(row, column))
+        raise BadRow("empty text", where=table.where(row, column))
     return value
-
-
-class _Bad(Exception):
-    """A row that is bad data (skippable with data.skip_bad)."""
-
-    def __init__(self, message: str, where: str):
-        super().__init__(message)
-        self.message, self.where = message, where
 
 
 def read_examples(table: Table, options, task_type: str) -> Examples:
     """The table's rows as checked examples (see the module docstring)."""
-    out = Examples()
+    out = Examples(skipped=list(table.skipped))
     known = set(options.labels) if options.labels else None
     for row in table.rows:
         try:
@@ -68,7 +61,7 @@ def read_examples(table: Table, options, task_type: str) -> Examples:
                 continue
             text = _text(table, row, options.text_column)
             example = (text, _text(table, row, options.text_pair_column)) if options.text_pair_column else text
-        except _Bad as bad:
+        except BadRow as bad:
             if not options.skip_bad:
                 raise DataError(bad.message, where=bad.where, hint=SKIP_HINT) from None
             out.skipped.append(f"{bad.where}: {bad.message}")
@@ -86,11 +79,14 @@ def _label(table: Table, row, options, task_type: str, known: set | None, droppe
         try:
             value = float(raw)
         except (TypeError, ValueError):
-            raise _Bad(f"expected a number, found {raw!r}", where) from None
+            raise BadRow(f"expected a number, found {raw!r}", where=where) from None
         if not math.isfinite(value):
-            raise _Bad(f"expected a finite number, found {raw!r}", where)
+            raise BadRow(f"expected a finite number, found {raw!r}", where=where)
         return value
     if task_type == "multilabel":
+        if isinstance(raw, dict) or (isinstance(raw, list) and any(isinstance(n, (list, dict)) for n in raw)):
+            raise BadRow(f"expected labels (a list of names, or names joined by {options.label_delimiter!r}), "
+                         f"found {raw!r}", where=where)
         names = raw if isinstance(raw, list) else str(raw if raw is not None else "").split(options.label_delimiter)
         names = list(dict.fromkeys(str(n).strip() for n in names if str(n).strip()))
         if known is not None:
@@ -101,7 +97,7 @@ def _label(table: Table, row, options, task_type: str, known: set | None, droppe
             names = [n for n in names if n in known]
         return names
     if raw is None or isinstance(raw, (list, dict)) or not str(raw).strip():
-        raise _Bad(f"expected a class label, found {raw!r}", where)
+        raise BadRow(f"expected a class label, found {raw!r}", where=where)
     name = str(raw).strip()
     if known is not None and name not in known:
         if options.other_labels == "error":

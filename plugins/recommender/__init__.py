@@ -11,6 +11,7 @@ Plain torch. See docs/recommender.md.
 
 Modules: ``readers`` (files and their checks), ``splits`` (by_time,
 by_user, leave_last_out), ``data`` (vocabularies, datasets, the bundle),
+``checks`` (the cheap data check of ``ft validate`` and ``ft run``),
 ``models`` (backbones), ``carryover`` (``init_from`` row carry-over by ID),
 ``heads`` (heads and ranking metrics).
 """
@@ -22,6 +23,7 @@ from functools import partial
 import ft
 from ft.specs import BackboneSpec, DatasetFormatSpec, HeadSpec, NoOptions
 
+from .checks import format_checker
 from .data import AtomicOptions, CsvOptions, GroupLensOptions, build_bundle, read_input
 from .heads import RankingOptions, build_ranking, build_rating
 from .models import MatrixFactorization, MfOptions, SasRec, SasRecOptions, TwoTower, TwoTowerOptions
@@ -54,7 +56,8 @@ def ft_heads() -> list[HeadSpec]:
 
 def _format(name: str, options, description: str) -> DatasetFormatSpec:
     return DatasetFormatSpec(name, lambda o, backbone, ctx: build_bundle(name, o, backbone, ctx), options,
-                             read_input=partial(_read, name), tasks=TASKS, description=description)
+                             read_input=partial(_read, name), check=format_checker(name), tasks=TASKS,
+                             description=description)
 
 
 def _read(name: str, raw: str, options, backbone):

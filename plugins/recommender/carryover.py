@@ -52,14 +52,17 @@ def load_source(path: Path, id_maps: Path | None) -> Source:
     where = f"backbone.init_from = {path}"
     backbone = None
     if path.is_dir():
-        try:
-            weights = run_weights(path)
-        except FtError:
+        if not (path / "best" / "model.safetensors").exists() and not (path / "checkpoints" / "latest.json").exists():
             raise FtError("the run directory has no saved model (no best/ and no checkpoint)", where=where,
-                          hint="run the pretraining recipe first (see the recipe's header)") from None
+                          hint="run the pretraining recipe first (see the recipe's header)")
+        weights = run_weights(path)  # a garbled checkpoint pointer is an error that names it
         id_maps = id_maps or path / "data.json"
         if (path / "recipe.toml").exists():
-            backbone = tomllib.loads((path / "recipe.toml").read_text()).get("backbone", {}).get("name")
+            try:
+                backbone = tomllib.loads((path / "recipe.toml").read_text()).get("backbone", {}).get("name")
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise FtError(f"the run's recipe.toml is damaged ({exc})", where=str(path / "recipe.toml"),
+                              hint="give the run directory of a finished pretraining run") from None
     elif path.suffix == ".safetensors" and path.exists():
         weights = path
         if id_maps is None:
@@ -70,10 +73,14 @@ def load_source(path: Path, id_maps: Path | None) -> Source:
                       hint="run the pretraining recipe first, or fix the path")
     if not Path(id_maps).exists():
         raise FtError("ID-map file not found", where=f"backbone.id_maps = {id_maps}")
-    info = json.loads(Path(id_maps).read_text())
-    if "vocab" not in info:
+    try:
+        info = json.loads(Path(id_maps).read_text())
+    except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise FtError(f"cannot read the ID maps: not a JSON file ({exc})", where=str(id_maps),
+                      hint="give the pretraining run's data.json (backbone.id_maps)") from None
+    if not isinstance(info, dict) or "vocab" not in info:
         raise FtError("the ID-map JSON has no \"vocab\" (expected a run's data.json)", where=str(id_maps))
-    state = read_weights(weights)
+    state = read_weights(weights, "the weights of backbone.init_from")  # damaged or missing: an error naming it
     if any(k.startswith("backbone.") for k in state):  # a whole FtModel: keep its backbone
         state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     return Source(state, vocabularies(info), backbone, path)

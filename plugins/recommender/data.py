@@ -61,7 +61,7 @@ class CsvOptions(RecDataOptions):
     item_column: str = "item"
     rating_column: str = "rating"
     timestamp_column: str = Field("timestamp", description="\"\" if the file has no timestamps")
-    delimiter: str = ","
+    delimiter: str = Field(",", min_length=1, max_length=1, description="one character, e.g. \"\\t\"")
     ignore_columns: list[str] = Field(default_factory=list, description="extra columns to skip")
 
 
@@ -91,7 +91,11 @@ class AtomicOptions(RecDataOptions):
 _CACHE: dict[str, tuple[Interactions, splits.Split]] = {}
 
 
-def _inter_path(o: AtomicOptions) -> Path:
+def data_path(fmt: str, o: RecDataOptions) -> Path:
+    """The interaction file a recipe's ``[data]`` names (for recbole_atomic:
+    the ``.inter`` file of ``path`` or of the folder ``path`` / ``source``)."""
+    if fmt != "recbole_atomic":
+        return o.path
     if o.path is None:
         folder = readers.recbole_folder(o.source)
         return folder / f"{folder.name}.inter"
@@ -101,20 +105,24 @@ def _inter_path(o: AtomicOptions) -> Path:
             raise DataError(f"expected one .inter file in the folder, found {len(found)}", where=str(o.path),
                             hint="point data.path at the .inter file")
         return found[0]
+    if o.path.suffix != ".inter":
+        raise DataError(f"expected a .inter file (or a folder holding one), not a {o.path.suffix or 'suffixless'} "
+                        f"file", where=str(o.path), hint="point data.path at NAME.inter or at its folder")
     return o.path
 
 
-def read(fmt: str, o: RecDataOptions) -> Interactions:
-    """The interactions of a recipe's ``[data]`` section."""
+def read(fmt: str, o: RecDataOptions, max_rows: int | None = None) -> Interactions:
+    """The interactions of a recipe's ``[data]`` section (the first ``max_rows`` only, if given)."""
+    path = data_path(fmt, o)
     if fmt == "interactions_csv":
-        return readers.read_csv(o.path, user=o.user_column, item=o.item_column, rating=o.rating_column,
+        return readers.read_csv(path, user=o.user_column, item=o.item_column, rating=o.rating_column,
                                 timestamp=o.timestamp_column or None, delimiter=o.delimiter,
-                                ignore=tuple(o.ignore_columns))
+                                ignore=tuple(o.ignore_columns), max_rows=max_rows)
     if fmt == "grouplens":
-        return readers.read_grouplens(o.path)
-    return readers.read_recbole(_inter_path(o), user=o.user_column, item=o.item_column, rating=o.rating_column,
+        return readers.read_grouplens(path, max_rows=max_rows)
+    return readers.read_recbole(path, user=o.user_column, item=o.item_column, rating=o.rating_column,
                                 timestamp=o.timestamp_column or None, item_features=o.item_features,
-                                user_features=o.user_features, bins=o.feature_bins)
+                                user_features=o.user_features, bins=o.feature_bins, max_rows=max_rows)
 
 
 def split(data: Interactions, o: RecDataOptions) -> splits.Split:
@@ -127,15 +135,32 @@ def split(data: Interactions, o: RecDataOptions) -> splits.Split:
 
 
 def load(fmt: str, o: RecDataOptions) -> tuple[Interactions, splits.Split]:
-    """Read and split, once per process for the same options and file."""
-    path = _inter_path(o) if fmt == "recbole_atomic" else o.path
-    stat = path.stat()
-    key = json.dumps([fmt, o.model_dump(mode="json"), str(path), stat.st_size, stat.st_mtime_ns], sort_keys=True)
+    """Read and split, once per process for the same options and file (so
+    ``check`` at the start of ``ft run`` and the build read the data once)."""
+    path = data_path(fmt, o)
+    stat = path.stat() if path.is_file() else None  # a folder or missing file: read() says so
+    key = json.dumps([fmt, o.model_dump(mode="json"), str(path), stat and stat.st_size, stat and stat.st_mtime_ns],
+                     sort_keys=True)
     if key not in _CACHE:
         data = read(fmt, o)
+        sp = split(data, o)
         _CACHE.clear()  # keep one dataset in memory
-        _CACHE[key] = (data, split(data, o))
+        _CACHE[key] = (data, sp)
     return _CACHE[key]
+
+
+def training_rows(data: Interactions, sp: splits.Split, o: RecDataOptions, ranking: bool
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """``(training rows, positive mask)``: the split's training interactions
+    (for ranking, those rated at least ``min_rating``); none is an error."""
+    positive = np.ones(len(data), dtype=bool) if o.min_rating is None else data.ratings >= o.min_rating
+    rows = np.sort(sp.train[positive[sp.train]] if ranking else sp.train)
+    if len(rows) == 0:
+        why = (f"{len(sp.train)} in the {o.split} split, none rated at least data.min_rating = {o.min_rating:g}"
+               if len(sp.train) and ranking else f"the {o.split} split leaves none of the {len(data):,}")
+        raise DataError(f"no training interactions: {why}", where=data.source,
+                        hint="check data.split and its cutoff / k, or lower data.min_rating")
+    return rows, positive
 
 
 # -- vocabularies and datasets ------------------------------------------------------
@@ -226,7 +251,6 @@ def build_bundle(fmt: str, o: RecDataOptions, backbone, ctx) -> DataBundle:
     iindex = {x: i + 1 for i, x in enumerate(items)}
     u_of = np.array([uindex.get(u, 0) for u in data.users.tolist()], dtype=np.int64)
     i_of = np.array([iindex[x] for x in data.items.tolist()], dtype=np.int64)
-    positive = np.ones(len(data), dtype=bool) if o.min_rating is None else data.ratings >= o.min_rating
     n_items = len(items) + 1
 
     train_seqs = splits.user_sequences(data, sp.train)
@@ -234,9 +258,7 @@ def build_bundle(fmt: str, o: RecDataOptions, backbone, ctx) -> DataBundle:
     for rows in train_seqs.values():
         seq_of[rows], pos_of[rows] = len(seqs), np.arange(len(rows))
         seqs.append(i_of[rows])
-    rows = np.sort(sp.train[positive[sp.train]] if ranking else sp.train)
-    if len(rows) == 0:
-        raise DataError("no training interactions (after min_rating)", where=data.source)
+    rows, positive = training_rows(data, sp, o, ranking)
     target = torch.as_tensor(i_of[rows]) if ranking else torch.as_tensor(data.ratings[rows], dtype=torch.float32)
     train = TrainExamples(u_of[rows], i_of[rows], target, seqs, seq_of[rows], pos_of[rows], length, not ranking)
 

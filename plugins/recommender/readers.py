@@ -2,21 +2,27 @@
 
 Every reader returns :class:`Interactions`: one row per (user, item, rating,
 timestamp) with the line it came from, so later checks can name the file,
-row and column of a problem. Everything is checked while reading, before any
-training: unknown or missing columns, non-numeric ratings or timestamps, short
-rows, and duplicate (user, item, timestamp) rows all raise
+line and column of a problem. Everything is checked while reading, before
+any training: a folder where a file is expected, an empty file, a header
+without data rows, unknown or missing columns, bytes that are not UTF-8,
+an unclosed quote, short rows, empty IDs, non-numeric ratings or
+timestamps, and duplicate (user, item, timestamp) rows all raise
 :class:`ft.DataError`.
 
-Row numbers are file line numbers (1-based; a header is line 1).
+Every message names ``file: line N`` (a 1-based file line; a header is
+line 1).
 """
 
 from __future__ import annotations
 
 import csv
+import difflib
 import importlib.util
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -24,6 +30,8 @@ from ft.errors import DataError, FtError, did_you_mean
 
 #: RecBole atomic-file field types (``name:type`` headers)
 RECBOLE_TYPES = ("token", "token_seq", "float", "float_seq")
+# bytes not valid UTF-8, kept by the "surrogateescape" handler as U+DC80..U+DCFF
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
 @dataclass
@@ -56,39 +64,103 @@ class Interactions:
         return np.lexsort((self.lines, time, self.users))
 
 
+def at(path: Path | str, line: int) -> str:
+    """``file: line N`` (1-based file line; a header is line 1)."""
+    return f"{path}: line {line}"
+
+
+def _open(path: Path, expected: str, hint: str) -> TextIO:
+    """A data file as text; a folder or a missing file is a :class:`DataError`.
+    Undecodable bytes come through as U+DC80..U+DCFF (see :func:`_decoded`)."""
+    if path.is_dir():
+        raise DataError(f"this is a folder; expected {expected}", where=str(path), hint=hint)
+    if not path.is_file():
+        raise DataError("no such file", where=str(path))
+    # utf-8-sig: UTF-8 that drops the byte-order mark some editors write first, if any
+    return path.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
+def _decoded(path: Path, line: int, texts) -> None:
+    """Raise naming the line if one of ``texts`` holds bytes that were not valid UTF-8."""
+    for text in texts:
+        found = _UNDECODABLE.search(text)
+        if found:
+            raise DataError(f"byte 0x{ord(found.group()) - 0xDC00:02x} is not valid UTF-8; the file is expected "
+                            f"to be UTF-8 text", where=at(path, line), hint="save the file as UTF-8")
+
+
+def _column_hint(name: str, columns: list[str], option: str) -> str:
+    close = difflib.get_close_matches(name, columns, n=1)
+    if close:
+        return f"did you mean {close[0]!r}? Set data.{option} = \"{close[0]}\""
+    return f"set data.{option} to one of the columns: {', '.join(columns)}"
+
+
 def _number(value: str, path: Path, line: int, column: str) -> float:
     try:
         number = float(value)
     except ValueError:
         number = math.nan
     if not math.isfinite(number):
-        raise DataError(f"row {line}, column {column!r}: expected a number, found {value!r}", where=str(path),
+        raise DataError(f"column {column!r}: expected a number, found {value!r}", where=at(path, line),
                         hint="fix or remove the row")
     return number
 
 
-def _finish(path: Path, users: list, items: list, ratings: list, times: list | None, lines: list) -> Interactions:
-    if not users:
-        raise DataError("no interactions (the file has no data rows)", where=str(path))
-    out = Interactions(np.array(users, dtype=object), np.array(items, dtype=object),
-                       np.array(ratings, dtype=np.float64),
-                       None if times is None else np.array(times, dtype=np.float64),
-                       np.array(lines, dtype=np.int64), str(path))
-    check_duplicates(out)
-    return out
+class _Rows:
+    """Interactions as they are read: IDs checked, numbers parsed, lines kept.
+
+    ``columns`` names the user, item, rating and timestamp columns (None:
+    no timestamps) for messages; ``max_rows`` stops reading early (a sample).
+    """
+
+    def __init__(self, path: Path, columns: tuple[str, str, str, str | None], max_rows: int | None = None):
+        self.path, self.columns, self.max_rows = path, columns, max_rows
+        self.users: list[str] = []
+        self.items: list[str] = []
+        self.ratings: list[float] = []
+        self.times: list[float] | None = [] if columns[3] is not None else None
+        self.lines: list[int] = []
+
+    @property
+    def full(self) -> bool:
+        return self.max_rows is not None and len(self.users) >= self.max_rows
+
+    def add(self, line: int, user: str, item: str, rating: str, time: str | None = None) -> None:
+        for value, column in ((user, self.columns[0]), (item, self.columns[1])):
+            if not value.strip():
+                raise DataError(f"column {column!r}: empty ID", where=at(self.path, line),
+                                hint="fix or remove the row")
+        self.users.append(user)
+        self.items.append(item)
+        self.ratings.append(_number(rating, self.path, line, self.columns[2]))
+        if self.times is not None:
+            self.times.append(_number(time, self.path, line, self.columns[3]))
+        self.lines.append(line)
+
+    def finish(self) -> Interactions:
+        if not self.users:
+            raise DataError("no interactions (the file has no data rows)", where=str(self.path),
+                            hint="check that data.path is the interaction file")
+        out = Interactions(np.array(self.users, dtype=object), np.array(self.items, dtype=object),
+                           np.array(self.ratings, dtype=np.float64),
+                           None if self.times is None else np.array(self.times, dtype=np.float64),
+                           np.array(self.lines, dtype=np.int64), str(self.path))
+        check_duplicates(out)
+        return out
 
 
 def check_duplicates(data: Interactions) -> None:
-    """Two rows with the same (user, item, timestamp) are an error naming both rows."""
+    """Two rows with the same (user, item, timestamp) are an error naming both lines."""
     time = data.times if data.times is not None else np.zeros(len(data))
     seen: dict[tuple, int] = {}
     for user, item, t, line in zip(data.users.tolist(), data.items.tolist(), time.tolist(), data.lines.tolist()):
         key = (user, item, t)
         if key in seen:
             cols = "user, item, timestamp" if data.times is not None else "user, item (no timestamp column)"
-            raise DataError(f"rows {seen[key]} and {line}: duplicate interaction in columns ({cols}) = "
-                            f"({user!r}, {item!r}{', ' + repr(t) if data.times is not None else ''})",
-                            where=data.source, hint="remove the repeated row")
+            raise DataError(f"duplicate interaction: the same ({cols}) = ({user!r}, {item!r}"
+                            f"{', ' + repr(t) if data.times is not None else ''}) as line {seen[key]}",
+                            where=at(data.source, line), hint="remove the repeated row")
         seen[key] = line
 
 
@@ -96,67 +168,96 @@ def check_duplicates(data: Interactions) -> None:
 
 
 def read_csv(path: Path, *, user: str, item: str, rating: str, timestamp: str | None,
-             delimiter: str = ",", ignore: tuple[str, ...] = ()) -> Interactions:
+             delimiter: str = ",", ignore: tuple[str, ...] = (), max_rows: int | None = None) -> Interactions:
     """A CSV with a header naming the user, item, rating and (optional)
     timestamp columns. Columns not named (nor listed in ``ignore``) are an
-    error: a misspelt column name must not be read as "no timestamps"."""
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
-        header = next(reader, None)
+    error: a misspelt column name must not be read as "no timestamps".
+    Quoted fields may hold the delimiter but not a line break, so an
+    unclosed quote is an error naming its line instead of rows merged."""
+    with _open(path, "a CSV file", "point data.path at the interaction CSV") as fh:
+        reader = csv.reader(fh, delimiter=delimiter, strict=True)
+        header = _csv_record(reader, path)
         if header is None:
-            raise DataError("the file is empty (expected a header row)", where=str(path))
+            raise DataError("the file is empty (expected a header row)", where=str(path),
+                            hint=f"write a header naming the columns ({user},{item},{rating}"
+                                 f"{',' + timestamp if timestamp else ''}), then one interaction per line")
+        _decoded(path, 1, header)
         header = [h.strip() for h in header]
         wanted = {"user_column": user, "item_column": item, "rating_column": rating}
         if timestamp is not None:
             wanted["timestamp_column"] = timestamp
         for option, name in wanted.items():
             if name not in header:
-                raise DataError(f"row 1: column {name!r} (data.{option}) is not in the header {header}",
-                                where=str(path), hint=did_you_mean(name, header) or f"set data.{option}")
+                raise DataError(f"column {name!r} (data.{option}) is not in the header {header}",
+                                where=at(path, 1), hint=_column_hint(name, header, option))
         for name in header:
             if name not in wanted.values() and name not in ignore:
-                raise DataError(f"row 1, column {name!r}: unknown column", where=str(path),
+                raise DataError(f"column {name!r}: unknown column", where=at(path, 1),
                                 hint="name it in data.*_column, or list it in data.ignore_columns")
         pos = {name: header.index(name) for name in wanted.values()}
-        users, items, ratings, times, lines = [], [], [], ([] if timestamp else None), []
-        for line, row in enumerate(reader, 2):
+        rows = _Rows(path, (user, item, rating, timestamp), max_rows)
+        while not rows.full:
+            line = reader.line_num + 1
+            row = _csv_record(reader, path)
+            if row is None:
+                break
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
+            _decoded(path, line, row)
             if len(row) != len(header):
-                raise DataError(f"row {line}: expected {len(header)} fields ({', '.join(header)}), found {len(row)}",
-                                where=str(path))
-            users.append(row[pos[user]].strip())
-            items.append(row[pos[item]].strip())
-            ratings.append(_number(row[pos[rating]], path, line, rating))
-            if times is not None:
-                times.append(_number(row[pos[timestamp]], path, line, timestamp))
-            lines.append(line)
-    return _finish(path, users, items, ratings, times, lines)
+                raise DataError(f"expected {len(header)} fields ({', '.join(header)}), found {len(row)}",
+                                where=at(path, line), hint="fix the row (quote a field that holds the delimiter)")
+            rows.add(line, row[pos[user]].strip(), row[pos[item]].strip(), row[pos[rating]],
+                     row[pos[timestamp]] if timestamp is not None else None)
+    return rows.finish()
+
+
+def _csv_record(reader, path: Path) -> list[str] | None:
+    """The next record (None at the end); a quote left open past the end of
+    its line, or followed by other text, is an error naming its line."""
+    line = reader.line_num + 1
+    try:
+        row = next(reader)
+    except StopIteration:
+        return None
+    except csv.Error as exc:
+        runs_on = reader.line_num > line or "end of data" in str(exc)
+        how = "not closed on this line" if runs_on else "followed by other text"
+        raise DataError(f"a quoted field opens here and is {how} ({exc})", where=at(path, line),
+                        hint="close the quote, or remove it") from None
+    if reader.line_num > line:  # a line break inside quotes: never part of an interaction
+        raise DataError(f"a quoted field opens here and is not closed on this line (it runs to line "
+                        f"{reader.line_num})", where=at(path, line), hint="close the quote, or remove it")
+    return row
 
 
 # -- GroupLens -------------------------------------------------------------------
 
 
-def read_grouplens(path: Path) -> Interactions:
+def read_grouplens(path: Path, max_rows: int | None = None) -> Interactions:
     """GroupLens ratings: ``u.data`` (tab-separated ``user item rating
-    timestamp``, no header); ``ratings.dat`` (``::``-separated) also works."""
+    timestamp``, no header); ``ratings.dat`` (``::``-separated) also works.
+    Read as UTF-8: rating files hold only numbers (MovieLens's latin-1 is in
+    its title files), so any other byte is damage."""
     columns = ("user", "item", "rating", "timestamp")
-    users, items, ratings, times, lines = [], [], [], [], []
-    with path.open(encoding="latin-1") as fh:
+    rows = _Rows(path, columns, max_rows)
+    hint = "point data.path at u.data (or ratings.dat)" + (" in it" if (path / "u.data").is_file() else "")
+    with _open(path, "a GroupLens ratings file (u.data)", hint) as fh:
         for line, text in enumerate(fh, 1):
+            if rows.full:
+                break
             text = text.rstrip("\r\n")
             if not text.strip():
                 continue
+            _decoded(path, line, [text])
             row = text.split("::") if "::" in text else text.split("\t")
             if len(row) != 4:
-                raise DataError(f"row {line}: expected 4 tab-separated fields ({', '.join(columns)}), "
-                                f"found {len(row)}: {text[:60]!r}", where=str(path))
-            users.append(row[0].strip())
-            items.append(row[1].strip())
-            ratings.append(_number(row[2], path, line, "rating"))
-            times.append(_number(row[3], path, line, "timestamp"))
-            lines.append(line)
-    return _finish(path, users, items, ratings, times, lines)
+                raise DataError(f"expected 4 tab-separated fields ({', '.join(columns)}), found {len(row)}: "
+                                f"{text[:60]!r}", where=at(path, line),
+                                hint="u.data has no header; for a CSV with one, use data.format = "
+                                     "\"interactions_csv\"")
+            rows.add(line, row[0].strip(), row[1].strip(), row[2], row[3])
+    return rows.finish()
 
 
 # -- RecBole atomic files --------------------------------------------------------
@@ -185,53 +286,60 @@ def _atomic_header(path: Path, header: list[str]) -> dict[str, tuple[int, str]]:
     for pos, raw in enumerate(header):
         name, sep, kind = raw.strip().partition(":")
         if not sep:
-            raise DataError(f"row 1, column {raw!r}: RecBole headers are name:type", where=str(path),
+            raise DataError(f"column {raw!r}: RecBole headers are name:type", where=at(path, 1),
                             hint=f"types: {', '.join(RECBOLE_TYPES)}")
         if kind not in RECBOLE_TYPES:
-            raise DataError(f"row 1, column {name!r}: unknown field type {kind!r}", where=str(path),
+            raise DataError(f"column {name!r}: unknown field type {kind!r}", where=at(path, 1),
                             hint=did_you_mean(kind, RECBOLE_TYPES) or f"types: {', '.join(RECBOLE_TYPES)}")
         fields[name] = (pos, kind)
     return fields
 
 
 def _atomic_rows(path: Path):
-    with path.open(encoding="utf-8") as fh:
-        header = fh.readline().rstrip("\r\n").split("\t")
-        fields = _atomic_header(path, header)
-        rows = ((line, text.rstrip("\r\n").split("\t")) for line, text in enumerate(fh, 2) if text.strip())
-        yield fields
-        for line, row in rows:
+    """Yield the header's fields, then ``(line, values)`` per data row."""
+    hint = ("point data.path at the .inter file, or the folder holding it" if path.suffix == ".inter" else
+            f"RecBole's {path.suffix} file must be a file")
+    with _open(path, f"a RecBole {path.suffix or '.inter'} file", hint) as fh:
+        first = fh.readline()
+        if not first.strip():
+            raise DataError("the file is empty (expected a tab-separated name:type header)", where=str(path))
+        _decoded(path, 1, [first])
+        header = first.rstrip("\r\n").split("\t")
+        yield _atomic_header(path, header)
+        for line, text in enumerate(fh, 2):
+            if not text.strip():
+                continue
+            _decoded(path, line, [text])
+            row = text.rstrip("\r\n").split("\t")
             if len(row) != len(header):
-                raise DataError(f"row {line}: expected {len(header)} tab-separated fields, found {len(row)}",
-                                where=str(path))
+                raise DataError(f"expected {len(header)} tab-separated fields, found {len(row)}",
+                                where=at(path, line), hint="fix the row (RecBole files are tab-separated)")
             yield line, row
 
 
 def _need(path: Path, fields: dict, name: str, option: str) -> int:
     if name not in fields:
-        raise DataError(f"row 1: column {name!r} (data.{option}) is not in the header ({', '.join(fields)})",
-                        where=str(path), hint=did_you_mean(name, fields) or f"set data.{option}")
+        raise DataError(f"column {name!r} (data.{option}) is not in the header ({', '.join(fields)})",
+                        where=at(path, 1), hint=_column_hint(name, list(fields), option))
     return fields[name][0]
 
 
 def read_recbole(inter: Path, *, user: str, item: str, rating: str, timestamp: str | None,
                  item_features: list[str], user_features: list[str],
-                 bins: dict[str, float]) -> Interactions:
+                 bins: dict[str, float], max_rows: int | None = None) -> Interactions:
     """``NAME.inter`` (+ ``NAME.item`` / ``NAME.user`` beside it for side features)."""
     rows = _atomic_rows(inter)
     fields = next(rows)
     iu, ii, ir = (_need(inter, fields, n, o) for n, o in ((user, "user_column"), (item, "item_column"),
                                                             (rating, "rating_column")))
     it = _need(inter, fields, timestamp, "timestamp_column") if timestamp is not None else None
-    users, items, ratings, times, lines = [], [], [], ([] if it is not None else None), []
+    out = _Rows(inter, (user, item, rating, timestamp), max_rows)
     for line, row in rows:
-        users.append(row[iu])
-        items.append(row[ii])
-        ratings.append(_number(row[ir], inter, line, rating))
-        if times is not None:
-            times.append(_number(row[it], inter, line, timestamp))
-        lines.append(line)
-    data = _finish(inter, users, items, ratings, times, lines)
+        out.add(line, row[iu], row[ii], row[ir], row[it] if it is not None else None)
+        if out.full:
+            rows.close()
+            break
+    data = out.finish()
     stem = inter.with_suffix("")
     if item_features or (stem.with_suffix(".item")).exists():
         data.item_features, data.catalogue = _read_side(stem.with_suffix(".item"), item, item_features, bins,
@@ -256,7 +364,7 @@ def _read_side(path: Path, key: str, columns: list[str], bins: dict[str, float],
     if not path.exists():
         if columns:
             raise DataError(f"data.{option} = {columns} but there is no {path.name} beside the .inter file",
-                            where=str(path.parent))
+                            where=str(path.parent), hint=f"add {path.name}, or leave data.{option} empty")
         return {}, []
     rows = _atomic_rows(path)
     fields = next(rows)

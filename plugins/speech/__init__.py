@@ -6,9 +6,10 @@ backbones ``resemblyzer`` (pretrained speaker encoder), ``wav2vec2_base``,
 (from scratch). This module only registers; torchaudio is imported when a
 backbone is built. See docs/speech.md.
 
-Modules: ``audio`` (reading, resampling, crop/pad, augmentation), ``data``
-(the formats), ``frontend`` (what speech backbones share), one module per
-backbone family.
+Modules: ``audio`` (reading, resampling, crop/pad, augmentation), ``clips``
+(listing, checking and splitting clips), ``data`` (the formats), ``checks``
+(their cheap checks for ``ft validate``), ``frontend`` (what speech
+backbones share), one module per backbone family.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ require("soundfile", "speech")
 import ft  # noqa: E402
 from ft.specs import BackboneSpec, DatasetFormatSpec  # noqa: E402
 
+from .checks import check_folder, check_manifest  # noqa: E402
 from .data import FolderOptions, ManifestOptions, build_folder, build_manifest, read_input  # noqa: E402
 from .logmel_cnn import LogmelCnnOptions, build_logmel_cnn  # noqa: E402
 from .resemblyzer import ResemblyzerOptions, build_resemblyzer  # noqa: E402
@@ -44,8 +46,9 @@ def ft_backbones() -> list[BackboneSpec]:
 @ft.hookimpl
 def ft_dataset_formats() -> list[DatasetFormatSpec]:
     return [
-        DatasetFormatSpec("audio_folder", build_folder, FolderOptions, read_input=read_input,
+        DatasetFormatSpec("audio_folder", build_folder, FolderOptions, read_input=read_input, check=check_folder,
                           tasks=("classification",), description="ROOT/<class>/<clip>.{wav,flac,ogg}"),
         DatasetFormatSpec("audio_manifest", build_manifest, ManifestOptions, read_input=read_input,
-                          tasks=("classification",), description="CSV path,label[,speaker][,split]"),
+                          check=check_manifest, tasks=("classification",),
+                          description="CSV path,label[,speaker][,split]"),
     ]

@@ -25,6 +25,14 @@ from ft.errors import DataError
 #: file suffixes ``audio_folder`` and unlabeled folders pick up
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
 
+#: what to do about a bad clip while ``data.skip_bad`` is off
+BAD_DATA_HINT = ("fix or remove it, or set data.skip_bad = true: every clip is then decoded once before "
+                 "training and bad ones are skipped and counted in data.json")
+#: a clip fails while training although ``data.skip_bad`` decoded every clip when the data was built
+CHANGED_DATA_HINT = ("data.skip_bad = true decoded this file without error when the data was built, so it "
+                     "changed during the run: restore it and resume (ft run --resume), or remove it and start "
+                     "a new run (the data would differ from the checkpoint's)")
+
 
 @dataclass(frozen=True)
 class AudioInfo:
@@ -47,22 +55,21 @@ def probe(path: Path) -> AudioInfo:
     return AudioInfo(int(info.frames), int(info.samplerate), int(info.channels))
 
 
-def read_audio(path: str | Path, where: str | None = None) -> tuple[np.ndarray, int]:
+def read_audio(path: str | Path, where: str | None = None, hint: str = BAD_DATA_HINT) -> tuple[np.ndarray, int]:
     """Decode a file to ``([samples, channels] float32 numpy, sample_rate)``.
 
     An unreadable or empty file is a :class:`ft.DataError` naming the file
-    (``where`` overrides the location shown, e.g. ``manifest.csv row 12``).
+    (``where`` overrides the location shown, e.g. ``manifest.csv: line 12
+    (clips/a.wav)``) with ``hint``.
     """
     import soundfile
 
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, OSError...
-        raise DataError(f"cannot read audio: {exc}", where=where or str(path),
-                        hint="fix or remove the file, or set data.skip_bad = true to skip it") from None
+        raise DataError(f"cannot read audio: {exc}", where=where or str(path), hint=hint) from None
     if data.shape[0] == 0:
-        raise DataError("the audio file is empty (0 samples)", where=where or str(path),
-                        hint="fix or remove the file, or set data.skip_bad = true to skip it")
+        raise DataError("the audio file is empty (0 samples)", where=where or str(path), hint=hint)
     return data, int(rate)
 
 
@@ -82,13 +89,14 @@ def resample(waveform: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Ten
     return AF.resample(waveform, orig_rate, new_rate)
 
 
-def load_waveform(path: str | Path, sample_rate: int, where: str | None = None) -> torch.Tensor:
+def load_waveform(path: str | Path, sample_rate: int, where: str | None = None,
+                  hint: str = BAD_DATA_HINT) -> torch.Tensor:
     """Read, mix down to mono and resample to ``sample_rate``: a 1-D float32 tensor.
 
     Mixing down happens in numpy: tiny multi-threaded torch ops are slow on a
     busy machine, and this runs once per clip.
     """
-    data, rate = read_audio(path, where)
+    data, rate = read_audio(path, where, hint)
     mono = torch.from_numpy(np.ascontiguousarray(to_mono(data)))
     return resample(mono, rate, sample_rate)
 

@@ -5,6 +5,12 @@ file from its header and split them (see :mod:`.clips`), then serve
 ``(waveform, class index)`` pairs through :class:`~.audio.ClipTransform`.
 Decoded, resampled waveforms are kept in memory when the data set fits
 ``cache_mb`` (2-byte samples), so epochs after the first do not decode again.
+
+``skip_bad = true`` decodes every clip once when the data is built (into the
+cache when it is on), so a clip that only fails when decoded (a truncated
+file) is skipped and counted before training instead of stopping it midway;
+training then sees a fixed list of clips, which keeps it deterministic and
+resumable.
 """
 
 from __future__ import annotations
@@ -27,9 +33,9 @@ from ft.contracts import Backbone, DataBundle, TaskInfo
 from ft.errors import DataError, FtError
 from ft.specs import ExistingPath, Options
 
-from .audio import Augment, ClipTransform, load_waveform, seconds_to_samples
-from .clips import (BAD_DATA_HINT, Entry, limit_per_class, list_folder, list_unlabeled, read_manifest,
-                    speaker_split, stratified_split, validate)
+from .audio import BAD_DATA_HINT, CHANGED_DATA_HINT, Augment, ClipTransform, load_waveform, seconds_to_samples
+from .clips import (Entry, limit_per_class, list_folder, list_unlabeled, manifest_split_method, read_manifest,
+                    require_classes, speaker_split, stratified_split, validate)
 
 
 class AudioDataOptions(Options):
@@ -40,7 +46,8 @@ class AudioDataOptions(Options):
     eval_clip_seconds: float | None = Field(None, gt=0, description="val/test/predict clip length "
                                             "(centred crop / pad); default clip_seconds")
     min_seconds: float = Field(0.1, ge=0, description="a shorter clip is bad data")
-    skip_bad: bool = Field(False, description="skip and count bad files instead of stopping")
+    skip_bad: bool = Field(False, description="skip and count bad files (missing, unreadable, too short, "
+                           "undecodable) instead of stopping; every clip is then decoded once when the data is built")
     val_fraction: float = Field(0.1, ge=0, lt=1, description="used when the data has no split column")
     test_fraction: float = Field(0.1, ge=0, lt=1, description="used when the data has no split column")
     seed: int = Field(0, description="seed of the split and of limit_per_class")
@@ -87,12 +94,15 @@ class WaveformStore:
     front with a few threads (libsndfile releases the GIL while decoding);
     otherwise it fills during the first pass over each file. With
     ``num_workers > 0`` a lazily filled cache lives in each worker, so keep
-    ``num_workers = 0`` (the default) with it.
+    ``num_workers = 0`` (the default) with it. ``decoded_at_build``: every
+    clip decoded when the data was built (``skip_bad``), so a clip failing
+    later changed during the run, and its error says so.
     """
 
-    def __init__(self, sample_rate: int, cache: bool):
+    def __init__(self, sample_rate: int, cache: bool, decoded_at_build: bool = False):
         self.sample_rate = sample_rate
         self.cache = cache
+        self.decoded_at_build = decoded_at_build
         self._store: dict[Path, tuple[np.ndarray, float]] = {}
 
     def get(self, entry: Entry) -> torch.Tensor:
@@ -100,7 +110,8 @@ class WaveformStore:
         if hit is not None:
             quantised, scale = hit
             return torch.from_numpy(quantised.astype(np.float32) * np.float32(scale))
-        waveform = load_waveform(entry.path, self.sample_rate, entry.where)
+        hint = CHANGED_DATA_HINT if self.decoded_at_build else BAD_DATA_HINT
+        waveform = load_waveform(entry.path, self.sample_rate, entry.where, hint)
         if self.cache:
             self._put(entry.path, waveform)
         return waveform
@@ -110,22 +121,23 @@ class WaveformStore:
         scale = max(float(np.abs(samples).max()), 1e-8) / 32767
         self._store[path] = (np.round(samples / scale).astype(np.int16), scale)
 
-    def preload(self, entries: list[Entry], workers: int) -> list[tuple[Entry, DataError]]:
-        """Decode ``entries`` into the cache; returns the ones that failed."""
+    def preload(self, entries: list[Entry], workers: int, keep: bool = True) -> list[tuple[Entry, DataError]]:
+        """Decode ``entries`` (into the cache if ``keep``); returns the ones that failed."""
         todo = [e for e in {e.path: e for e in entries}.values() if e.path not in self._store]
 
         def decode(entry: Entry):
             try:
-                return entry, load_waveform(entry.path, self.sample_rate, entry.where), None
+                waveform = load_waveform(entry.path, self.sample_rate, entry.where)
+                return entry, waveform if keep else None, None
             except DataError as exc:
                 return entry, None, exc
 
         failed = []
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             for entry, waveform, error in pool.map(decode, todo):
-                if error is None:
+                if waveform is not None:
                     self._put(entry.path, waveform)
-                else:
+                elif error is not None:
                     failed.append((entry, error))
         return failed
 
@@ -168,36 +180,34 @@ def fingerprint(entries: list[Entry], options: AudioDataOptions, sample_rate: in
 
 
 def build_bundle(entries: list[Entry], options: AudioDataOptions, backbone: Backbone, split_method: str,
-                 source: str) -> DataBundle:
-    """Validate, split, limit and wrap entries in datasets (shared by both formats)."""
+                 source: str, where: str) -> DataBundle:
+    """Validate, split, limit and wrap entries in datasets (shared by both
+    formats); ``where`` is the folder or CSV that errors name."""
     rate = sample_rate_of(backbone)
     skipped, skipped_files = Counter(), []
-    entries = validate(entries, options.min_seconds, options.skip_bad, skipped, skipped_files)
-    if not entries:
-        raise DataError("no usable audio files", where=source)
+    listed = entries
+    entries = validate(entries, options.min_seconds, options.skip_bad, skipped, skipped_files, where)
+    classes = require_classes(listed, entries, where)
     if split_method == "speaker":
         speaker_split(entries, options.val_fraction, options.test_fraction, options.seed)
     elif split_method == "stratified":
         stratified_split(entries, options.val_fraction, options.test_fraction, options.seed)
-    classes = sorted({e.label for e in entries})
-    if len(classes) < 2:
-        raise DataError(f"classification needs at least 2 classes, found {classes}", where=source)
     index = {c: i for i, c in enumerate(classes)}
     splits = {s: limit_per_class([e for e in entries if e.split == s], options.limit_per_class, options.seed)
               for s in ("train", "val", "test")}
     unlabeled = []
     if options.unlabeled is not None:
         unlabeled = validate(list_unlabeled(options.unlabeled), options.min_seconds, options.skip_bad, skipped,
-                             skipped_files)
+                             skipped_files, str(options.unlabeled))
 
     used = [e for s in splits.values() for e in s] + unlabeled
     cache_bytes = sum(2 * e.frames * rate / max(1, e.rate) for e in used)
     cache = options.cache if isinstance(options.cache, bool) else cache_bytes <= options.cache_mb * 2**20
-    store = WaveformStore(rate, cache)
+    store = WaveformStore(rate, cache, decoded_at_build=options.skip_bad)
     preload_note = ""
-    if cache and options.preload:
+    if options.skip_bad or (cache and options.preload):
         t0 = time.perf_counter()
-        failed = store.preload(used, workers=min(4, os.cpu_count() or 1))
+        failed = store.preload(used, workers=min(4, os.cpu_count() or 1), keep=cache)
         if failed and not options.skip_bad:
             entry, error = failed[0]
             raise DataError(error.message, where=entry.where, hint=BAD_DATA_HINT)
@@ -208,6 +218,7 @@ def build_bundle(entries: list[Entry], options: AudioDataOptions, backbone: Back
             splits = {k: [e for e in v if e.path not in bad] for k, v in splits.items()}
             unlabeled = [e for e in unlabeled if e.path not in bad]
             used = [e for e in used if e.path not in bad]
+            require_classes(listed, [e for split in splits.values() for e in split], where)
         preload_note = f", decoded in {time.perf_counter() - t0:.1f} s"
     train_samples = seconds_to_samples(options.clip_seconds, rate)
     eval_samples = seconds_to_samples(options.eval_clip_seconds or options.clip_seconds, rate)
@@ -233,6 +244,7 @@ def build_bundle(entries: list[Entry], options: AudioDataOptions, backbone: Back
         "eval_clip_seconds": options.eval_clip_seconds or options.clip_seconds,
         "skipped": dict(skipped), "skipped_files": skipped_files[:50],
         "cache": {"enabled": cache, "estimated_mb": round(cache_bytes / 2**20, 1)},
+        "decoded_at_build": bool(preload_note),
         "unlabeled": len(unlabeled),
     }
     sizes = " / ".join(f"{s} {len(chosen)}" for s, chosen in splits.items())
@@ -254,16 +266,13 @@ def build_bundle(entries: list[Entry], options: AudioDataOptions, backbone: Back
 def build_folder(options: FolderOptions, backbone: Backbone, ctx) -> DataBundle:
     entries = list_folder(options.path, options.speaker_pattern)
     method = "speaker" if options.speaker_pattern else "stratified"
-    return build_bundle(entries, options, backbone, method, f"audio_folder {options.path}")
+    return build_bundle(entries, options, backbone, method, f"audio_folder {options.path}", str(options.path))
 
 
 def build_manifest(options: ManifestOptions, backbone: Backbone, ctx) -> DataBundle:
     entries, columns = read_manifest(options.path)
-    method = "column" if "split" in columns else "speaker" if "speaker" in columns else "stratified"
-    if method == "speaker" and any(e.speaker is None for e in entries):
-        missing = next(e for e in entries if e.speaker is None)
-        raise DataError("empty speaker (a speaker column needs a value on every row)", where=missing.where)
-    return build_bundle(entries, options, backbone, method, f"audio_manifest {options.path}")
+    method = manifest_split_method(entries, columns)
+    return build_bundle(entries, options, backbone, method, f"audio_manifest {options.path}", str(options.path))
 
 
 def read_input(raw: str, options: AudioDataOptions, backbone: Backbone) -> torch.Tensor:
@@ -273,4 +282,5 @@ def read_input(raw: str, options: AudioDataOptions, backbone: Backbone) -> torch
         raise DataError("audio file not found", where=raw)
     rate = sample_rate_of(backbone)
     samples = seconds_to_samples(options.eval_clip_seconds or options.clip_seconds, rate)
-    return ClipTransform(samples, backbone_step=backbone.preprocess(train=False))(load_waveform(path, rate))
+    waveform = load_waveform(path, rate, hint="ft predict needs an audio file soundfile can decode (wav, flac, ogg)")
+    return ClipTransform(samples, backbone_step=backbone.preprocess(train=False))(waveform)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from ft.checkpoint import read_state
 from ft.contracts import groups_by_prefix
 from ft.errors import FtError
 from ft.specs import ExistingPath
@@ -74,11 +75,11 @@ def packaged_weights() -> Path | None:
 
 
 def load_state(path: Path) -> dict[str, torch.Tensor]:
-    """Resemblyzer's state dict in this module's key names (similarity_* dropped)."""
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise FtError(f"cannot load the Resemblyzer weights: {exc}", where=str(path)) from None
+    """Resemblyzer's state dict in this module's key names (similarity_* dropped);
+    a missing or damaged file is an FtError naming it."""
+    data = read_state(path, "the Resemblyzer weights",
+                      hint="give Resemblyzer's pretrained.pt (backbone.weights), or reinstall the package: "
+                           "pip install --no-deps --force-reinstall Resemblyzer==0.1.4")
     state = data.get("model_state", data) if isinstance(data, dict) else None
     if not isinstance(state, dict):
         raise FtError("not a Resemblyzer checkpoint (expected a dict with 'model_state')", where=str(path))

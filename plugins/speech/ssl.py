@@ -19,6 +19,7 @@ from pydantic import Field
 from torch import nn
 
 from ft.activation_checkpointing import checkpoint_modules
+from ft.checkpoint import read_safetensors, read_state
 from ft.contracts import groups_by_prefix
 from ft.errors import FtError
 from ft.specs import ExistingPath, Options
@@ -66,17 +67,14 @@ def _tiny(family: str, layer_drop: float):
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from ``.safetensors`` or a torch file (``weights_only=True``),
-    normalised to torchaudio's key layout."""
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise FtError(f"cannot load weights: {exc}", where=str(path),
-                      hint="weights must be a state_dict saved with torch.save or safetensors") from None
+    normalised to torchaudio's key layout; a missing or damaged file is an
+    FtError naming it."""
+    hint = ("backbone.weights must be a state_dict saved with torch.save or safetensors; if the file was cut "
+            "short, download or export it again")
+    if path.suffix == ".safetensors":
+        state = read_safetensors(path, "the backbone weights (backbone.weights)", hint)
+    else:
+        state = read_state(path, "the backbone weights (backbone.weights)", hint)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -10,7 +10,8 @@ See docs/vision.md.
 Modules: ``backbones`` (the timm backbone, layer groups), ``weights``
 (sources and checked loading), ``transforms`` (RGB decoding, timm
 transforms, augmentation options), ``data`` (splits, datasets, the bundle),
-``folders`` (image_folder, image_csv), ``idx`` (idx-ubyte files).
+``folders`` (image_folder, image_csv), ``idx`` (idx-ubyte files), ``checks``
+(the formats' cheap checks for ``ft validate``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import ft  # noqa: E402
 from ft.specs import BackboneSpec, DatasetFormatSpec  # noqa: E402
 
 from .backbones import Lite0Options, TimmOptions, build_lite0, build_timm  # noqa: E402
+from .checks import check_csv, check_folder, check_idx  # noqa: E402
 from .data import read_input  # noqa: E402
 from .folders import CsvOptions, FolderOptions, build_csv, build_folder  # noqa: E402
 from .idx import IdxOptions, build_idx  # noqa: E402
@@ -44,11 +46,13 @@ def ft_backbones() -> list[BackboneSpec]:
 @ft.hookimpl
 def ft_dataset_formats() -> list[DatasetFormatSpec]:
     return [
-        DatasetFormatSpec("image_folder", build_folder, FolderOptions, read_input=read_input,
+        DatasetFormatSpec("image_folder", build_folder, FolderOptions, read_input=read_input, check=check_folder,
                           tasks=("classification",),
                           description="ROOT/<class>/<image> (or ROOT/{train,val,test}/<class>/<image>)"),
-        DatasetFormatSpec("image_csv", build_csv, CsvOptions, read_input=read_input, tasks=("classification",),
+        DatasetFormatSpec("image_csv", build_csv, CsvOptions, read_input=read_input, check=check_csv,
+                          tasks=("classification",),
                           description="CSV path,label[,split]; paths relative to the CSV"),
-        DatasetFormatSpec("idx", build_idx, IdxOptions, read_input=read_input, tasks=("classification",),
+        DatasetFormatSpec("idx", build_idx, IdxOptions, read_input=read_input, check=check_idx,
+                          tasks=("classification",),
                           description="MNIST-style idx-ubyte(.gz) images + labels (e.g. Fashion-MNIST)"),
     ]

@@ -23,9 +23,8 @@ from torch.utils.data import Dataset
 from ft.contracts import Backbone, DataBundle, TaskInfo
 from ft.errors import DataError, FtError
 
-from .transforms import AugmentOptions, describe_config, image_transforms, load_rgb, to_rgb
-
-BAD_DATA_HINT = "fix or remove it, or set data.skip_bad = true to skip bad images (they are counted in data.json)"
+from .transforms import (BAD_DATA_HINT, CHANGED_DATA_HINT, AugmentOptions, describe_config, image_transforms,
+                         load_rgb, to_rgb)
 
 
 class VisionDataOptions(AugmentOptions):
@@ -40,7 +39,9 @@ class VisionDataOptions(AugmentOptions):
     seed: int = Field(0, description="seed of the splits and of limit_per_class")
     limit_per_class: int | None = Field(None, ge=1, description="keep at most N images per class in each split "
                                                                 "(after splitting)")
-    skip_bad: bool = Field(False, description="skip and count unreadable images / bad labels instead of stopping")
+    skip_bad: bool = Field(False, description="skip and count missing or undecodable images and bad labels "
+                                              "instead of stopping; every image file is then decoded once when "
+                                              "the data is built")
 
     @model_validator(mode="after")
     def _fractions(self):
@@ -54,16 +55,24 @@ class VisionDataOptions(AugmentOptions):
 
 
 class ImageFiles(Dataset):
-    """``(transform(RGB image), class index)`` from image files, decoded per item."""
+    """``(transform(RGB image), class index)`` from image files, decoded per item.
 
-    def __init__(self, paths: list[Path], labels: np.ndarray, transform: Callable | None, wheres: list[str]):
+    ``decoded_at_build``: every file decoded when the data was built
+    (``skip_bad``), so one failing now changed during the run, and the
+    error says so instead of suggesting ``skip_bad``.
+    """
+
+    def __init__(self, paths: list[Path], labels: np.ndarray, transform: Callable | None, wheres: list[str],
+                 decoded_at_build: bool = False):
         self.paths, self.labels, self.transform, self.wheres = paths, labels, transform, wheres
+        self.decoded_at_build = decoded_at_build
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        image = load_rgb(self.paths[i], self.wheres[i])
+        hint = CHANGED_DATA_HINT if self.decoded_at_build else BAD_DATA_HINT
+        image = load_rgb(self.paths[i], self.wheres[i], hint)
         return (self.transform(image) if self.transform else image), int(self.labels[i])
 
 
@@ -88,16 +97,19 @@ class ImageArrays(Dataset):
 
 
 class FileSource:
-    """Image files with class indices (one split's worth)."""
+    """Image files with class indices (one split's worth); ``decoded_at_build``
+    as in :class:`ImageFiles`."""
 
-    def __init__(self, paths: list[Path], labels: np.ndarray, wheres: list[str]):
+    def __init__(self, paths: list[Path], labels: np.ndarray, wheres: list[str], decoded_at_build: bool = False):
         self.paths, self.labels, self.wheres = paths, np.asarray(labels, dtype=np.int64), wheres
+        self.decoded_at_build = decoded_at_build
 
     def subset(self, index: np.ndarray) -> "FileSource":
-        return FileSource([self.paths[i] for i in index], self.labels[index], [self.wheres[i] for i in index])
+        return FileSource([self.paths[i] for i in index], self.labels[index], [self.wheres[i] for i in index],
+                          self.decoded_at_build)
 
     def dataset(self, transform: Callable | None) -> Dataset:
-        return ImageFiles(self.paths, self.labels, transform, self.wheres)
+        return ImageFiles(self.paths, self.labels, transform, self.wheres, self.decoded_at_build)
 
 
 class ArraySource:
@@ -244,4 +256,4 @@ def read_input(raw: str, options: VisionDataOptions, backbone: Backbone):
     if not path.is_file():
         raise DataError("image file not found", where=raw)
     _, eval_tf, _ = image_transforms(backbone, options)
-    return eval_tf(load_rgb(path))
+    return eval_tf(load_rgb(path, hint="ft predict needs an image file PIL can decode (png, jpg, ...)"))

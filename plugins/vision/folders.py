@@ -6,31 +6,42 @@ below their class folder), or ``ROOT/train/<class>/...`` with optional
 ``image_csv``: a CSV with columns ``path,label`` and optionally ``split``
 (train / val / test); paths are relative to the CSV's folder.
 
-Every file is checked before training (PIL's ``verify``: header and
-structure, no full decode): an unreadable image is a DataError naming it, or
-with ``skip_bad = true`` it is skipped and counted in data.json. A class
-folder without images, and a CSV label outside ``classes``, are errors too.
+Every file is checked before training: missing files are one error that
+counts them and names the first few (with their CSV lines; a CSV's header is
+line 1), then PIL's ``verify`` looks at each file's header and structure. That
+does not decode, so a truncated JPEG passes it and fails when its pixels
+load; with ``skip_bad = true`` every image is therefore also decoded once when
+the data is built (a few threads), and missing, unreadable and undecodable
+files are skipped and counted in data.json. Training then reads a fixed list
+of good files, which keeps it deterministic and resumable. A class folder
+without images, and a CSV label outside ``classes``, are errors too.
 """
 
 from __future__ import annotations
 
-import csv
+import os
+import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from ft.contracts import Backbone, DataBundle
+from ft.csv_table import read_csv as read_table
 from ft.errors import DataError
 from ft.specs import ExistingPath
 
 from .data import BAD_DATA_HINT, FileSource, VisionDataOptions, build_bundle, file_line
-from .transforms import check_image
+from .transforms import check_image, load_rgb
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                "dev": "val", "test": "test", "eval": "test"}
+CSV_COLUMNS = "path,label[,split]"
+#: missing files named in one error; the rest are counted
+SHOWN_MISSING = 5
 
 
 class ClassListOptions(VisionDataOptions):
@@ -62,12 +73,14 @@ class CsvOptions(ClassListOptions):
 
 
 class Entry:
-    """One labelled image and where to point at it in an error."""
+    """One labelled image; ``where`` names it in errors (the file, or
+    ``labels.csv: line 5 (img/a.png)``), ``ref`` is the part after the CSV's
+    name (``line 5 (img/a.png)``; empty for a listed folder)."""
 
-    __slots__ = ("path", "label", "split", "where")
+    __slots__ = ("path", "label", "split", "where", "ref")
 
-    def __init__(self, path: Path, label: str, split: str | None, where: str):
-        self.path, self.label, self.split, self.where = path, label, split, where
+    def __init__(self, path: Path, label: str, split: str | None, where: str, ref: str = ""):
+        self.path, self.label, self.split, self.where, self.ref = path, label, split, where, ref
 
 
 # -- listing --------------------------------------------------------------------------
@@ -85,7 +98,11 @@ def _images_in(folder: Path) -> list[Path]:
 def list_folder(root: Path) -> tuple[list[Entry], str]:
     """Entries of an image folder and its layout (``classes`` or ``splits``)."""
     if not root.is_dir():
-        raise DataError("image_folder needs a folder with one sub-folder per class", where=str(root))
+        if root.is_file():
+            raise DataError("image_folder needs a folder with one sub-folder per class, found a file",
+                            where=str(root), hint='for a CSV of paths and labels set data.format = "image_csv"')
+        raise DataError("folder not found", where=str(root),
+                        hint="check data.path (a relative path starts at the recipe's folder)")
     top = _subdirs(root)
     names = {p.name.lower() for p in top}
     split_layout = "train" in names and names <= set(SPLIT_NAMES)
@@ -94,8 +111,11 @@ def list_folder(root: Path) -> tuple[list[Entry], str]:
     for split, folder in roots:
         class_dirs = _subdirs(folder)
         if not class_dirs:
-            raise DataError("no class sub-folders", where=str(folder),
-                            hint="image_folder expects ROOT/<class>/<image> or ROOT/train/<class>/<image>")
+            loose = [f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES]
+            hint = "image_folder expects ROOT/<class>/<image> or ROOT/train/<class>/<image>"
+            if loose:
+                hint = f"move its {len(loose)} images into one sub-folder per class: ROOT/<class>/<image>"
+            raise DataError("no class sub-folders", where=str(folder), hint=hint)
         for class_dir in class_dirs:
             images = _images_in(class_dir)
             if not images:
@@ -105,24 +125,29 @@ def list_folder(root: Path) -> tuple[list[Entry], str]:
     return entries, "splits" if split_layout else "classes"
 
 
+def read_csv(csv_path: Path, columns: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """The manifest's header and ``(line, row)`` pairs (:func:`ft.csv_table.read_csv`)."""
+    return read_table(csv_path, columns, item="image",
+                      folder_hint='for ROOT/<class>/<image> folders set data.format = "image_folder"')
+
+
 def read_csv_manifest(csv_path: Path) -> list[Entry]:
     """Rows ``path,label[,split]``; paths resolve against the CSV's folder."""
-    try:
-        with csv_path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            rows = list(reader)
-            columns = {(c or "").strip() for c in reader.fieldnames or []}
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"cannot read the CSV: {exc}", where=str(csv_path)) from None
+    header, rows = read_csv(csv_path, CSV_COLUMNS)
+    columns = set(header)
     if not {"path", "label"} <= columns:
-        raise DataError(f"the CSV needs columns path and label (found {sorted(columns)})", where=str(csv_path),
-                        hint="first line: path,label[,split]")
+        case = {c.lower() for c in columns} >= {"path", "label"}
+        raise DataError(f"the CSV needs columns path and label (found {sorted(columns)})",
+                        where=f"{csv_path}: line 1",
+                        hint=f"first line: {CSV_COLUMNS}" + (" (column names are lower case)" if case else ""))
+    if not rows:
+        raise DataError("the CSV has a header line but no rows", where=str(csv_path),
+                        hint="add one line per image below the header")
     entries = []
-    for lineno, row in enumerate(rows, 2):
-        row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
-        where = f"{csv_path} row {lineno}"
+    for line, row in rows:
+        where = f"{csv_path}: line {line}"
         if not row.get("path") or not row.get("label"):
-            raise DataError("empty path or label", where=where)
+            raise DataError("empty path or label", where=where, hint="every line needs a path and a label")
         split = None
         if row.get("split"):
             split = SPLIT_NAMES.get(row["split"].lower())
@@ -131,32 +156,96 @@ def read_csv_manifest(csv_path: Path) -> list[Entry]:
                                 hint="use train, val or test (or leave it empty for the seeded split)")
         path = Path(row["path"]).expanduser()
         path = path if path.is_absolute() else csv_path.parent / path
-        entries.append(Entry(path, row["label"], split, f"{where} ({row['path']})"))
-    if not entries:
-        raise DataError("the CSV has no rows", where=str(csv_path))
+        ref = f"line {line} ({row['path']})"
+        entries.append(Entry(path, row["label"], split, f"{csv_path}: {ref}", ref))
     return entries
 
 
 # -- checking and building ----------------------------------------------------------------
 
 
-def check_files(entries: list[Entry], skip_bad: bool, skipped: Counter, skipped_files: list[str]) -> list[Entry]:
-    """Every file exists and PIL can read its structure; bad ones raise or are counted."""
+def drop_missing(entries: list[Entry], skip_bad: bool, skipped: Counter, skipped_files: list[str],
+                 where: str) -> list[Entry]:
+    """The entries whose file exists (one ``stat`` each).
+
+    Without ``skip_bad`` any missing file is one DataError at ``where`` (the
+    CSV or the folder) that counts them and names the first few with their
+    CSV lines; with it they are counted as ``missing``.
+    """
+    missing = [e for e in entries if not e.path.is_file()]
+    if not missing:
+        return entries
+    if not skip_bad:
+        shown = ", ".join(e.ref or str(e.path) for e in missing[:SHOWN_MISSING])
+        more = f" and {len(missing) - SHOWN_MISSING} more" if len(missing) > SHOWN_MISSING else ""
+        raise DataError(f"{len(missing)} of {len(entries)} image files not found: {shown}{more}", where=where,
+                        hint="paths in a CSV are relative to its folder; fix the paths or the files, or set "
+                             "data.skip_bad = true to skip missing files (they are counted in data.json)")
+    skipped["missing"] += len(missing)
+    skipped_files += [f"{e.where}: missing" for e in missing]
+    gone = {id(e) for e in missing}
+    return [e for e in entries if id(e) not in gone]
+
+
+def decode_all(entries: list[Entry], skip_bad: bool, skipped: Counter, skipped_files: list[str]) -> list[Entry]:
+    """Decode every image with :func:`load_rgb` (the loader's own code, a few
+    threads: PIL decodes without the GIL); the ones that fail are counted as
+    ``undecodable`` with ``skip_bad`` (else the first is raised). Returns
+    the good entries."""
+    def decode(entry: Entry):
+        try:
+            load_rgb(entry.path, entry.where)
+        except DataError as exc:
+            return exc
+        return None
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        errors = list(pool.map(decode, entries))
     good = []
-    for entry in entries:
-        if not entry.path.is_file():
-            reason, message = "missing", "image file not found"
+    for entry, error in zip(entries, errors):
+        if error is None:
+            good.append(entry)
+        elif not skip_bad:
+            raise error
         else:
-            problem = check_image(entry.path)
-            if problem is None:
-                good.append(entry)
-                continue
-            reason, message = "unreadable", f"not a readable image: {problem}"
-        if not skip_bad:
-            raise DataError(message, where=entry.where, hint=BAD_DATA_HINT)
-        skipped[reason] += 1
-        skipped_files.append(f"{entry.where}: {reason}")
+            skipped["undecodable"] += 1
+            skipped_files.append(f"{entry.where}: undecodable")
     return good
+
+
+def check_files(entries: list[Entry], skip_bad: bool, skipped: Counter, skipped_files: list[str],
+                where: str = "") -> list[Entry]:
+    """Every file exists (see :func:`drop_missing`) and PIL can read its
+    structure; with ``skip_bad`` every image is also decoded (see
+    :func:`decode_all`). Bad ones raise or are counted; returns the good ones."""
+    readable = []
+    for entry in drop_missing(entries, skip_bad, skipped, skipped_files, where):
+        problem = check_image(entry.path)
+        if problem is None:
+            readable.append(entry)
+            continue
+        if not skip_bad:
+            raise DataError(f"not a readable image: {problem}", where=entry.where, hint=BAD_DATA_HINT)
+        skipped["unreadable"] += 1
+        skipped_files.append(f"{entry.where}: unreadable")
+    if not skip_bad:
+        return readable
+    t0 = time.perf_counter()
+    good = decode_all(readable, skip_bad, skipped, skipped_files)
+    print(f"vision: decoded {len(readable):,} images to find bad ones (data.skip_bad) in "
+          f"{time.perf_counter() - t0:.1f} s", flush=True)
+    return good
+
+
+def require_images(classes: list[str], good: list[Entry], where: str) -> None:
+    """Each class keeps a good image, and some image is in the train split."""
+    empty = [c for c in classes if not any(e.label == c for e in good)]
+    if empty:
+        raise DataError(f"class(es) {', '.join(map(repr, empty))} have no readable images", where=where,
+                        hint="every image of the class was skipped as bad (data.skip_bad; listed in data.json)")
+    if not any((e.split or "train") == "train" for e in good):
+        raise DataError("no training images (every file is in val or test)", where=where,
+                        hint="put some images in the train split")
 
 
 def resolve_classes(entries: list[Entry], options: ClassListOptions, where: str) -> list[str]:
@@ -177,35 +266,31 @@ def resolve_classes(entries: list[Entry], options: ClassListOptions, where: str)
     return list(options.classes)
 
 
-def entries_bundle(entries: list[Entry], options: ClassListOptions, backbone: Backbone, where: str,
-                   layout: str) -> DataBundle:
-    """Check, index and bundle the entries of either format."""
+def entries_bundle(entries: list[Entry], options: ClassListOptions, backbone: Backbone, source: str,
+                   layout: str, where: str) -> DataBundle:
+    """Check, index and bundle the entries of either format; ``source``
+    names the data in data.json, ``where`` (the folder or CSV) in errors."""
     classes = resolve_classes(entries, options, where)  # before the checks: a wrong label fails fast
     skipped, skipped_files = Counter(), []
-    good = check_files(entries, options.skip_bad, skipped, skipped_files)
-    empty = [c for c in classes if not any(e.label == c for e in good)]
-    if empty:
-        raise DataError(f"class(es) {', '.join(map(repr, empty))} have no readable images", where=where,
-                        hint="every image of the class was skipped as bad; see data.json")
+    good = check_files(entries, options.skip_bad, skipped, skipped_files, where)
+    require_images(classes, good, where)
     index = {c: i for i, c in enumerate(classes)}
     sources = {}
     for split in ("train", "val", "test"):
         chosen = [e for e in good if (e.split or "train") == split]
         if chosen:
             sources[split] = FileSource([e.path for e in chosen], np.array([index[e.label] for e in chosen]),
-                                        [e.where for e in chosen])
-    if "train" not in sources:
-        raise DataError("no training images (every file is in val or test)", where=where)
+                                        [e.where for e in chosen], decoded_at_build=options.skip_bad)
     files = [file_line(e.path, e.label, e.split) for e in good]
-    return build_bundle(sources, classes, options, backbone, where, files, skipped, skipped_files,
-                        {"layout": layout})
+    return build_bundle(sources, classes, options, backbone, source, files, skipped, skipped_files,
+                        {"layout": layout, "decoded_at_build": options.skip_bad})
 
 
 def build_folder(options: FolderOptions, backbone: Backbone, ctx) -> DataBundle:
     entries, layout = list_folder(options.path)
-    return entries_bundle(entries, options, backbone, f"image_folder {options.path}", layout)
+    return entries_bundle(entries, options, backbone, f"image_folder {options.path}", layout, str(options.path))
 
 
 def build_csv(options: CsvOptions, backbone: Backbone, ctx) -> DataBundle:
     entries = read_csv_manifest(options.path)
-    return entries_bundle(entries, options, backbone, f"image_csv {options.path}", "csv")
+    return entries_bundle(entries, options, backbone, f"image_csv {options.path}", "csv", str(options.path))

@@ -12,13 +12,20 @@ Give the four files, or ``dir`` with the standard names
 ``t10k-images-idx3-ubyte[.gz]``, ``t10k-labels-idx1-ubyte[.gz]``; the test
 pair is optional). Debian's ``dataset-fashion-mnist`` package installs them
 in ``/usr/share/datasets/fashion-mnist``.
+
+A damaged file (wrong magic number, cut short, image and label counts that
+differ) is an error naming it, even with ``skip_bad``: its items cannot be
+told apart. ``skip_bad`` skips and counts items whose label is outside the
+class names. An item is named by its 0-based index in the file (``item 3``).
 """
 
 from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -66,12 +73,16 @@ class IdxOptions(VisionDataOptions):
 
 def read_idx(path: Path) -> np.ndarray:
     """Decode one idx file (gzip detected by its magic bytes)."""
+    if path.is_dir():
+        raise DataError("expected an idx file, found a folder", where=str(path),
+                        hint="give the folder as data.dir, or the files as data.train_images / data.train_labels")
     try:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"cannot read the idx file: {exc}", where=str(path)) from None
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"cannot read the idx file: {exc}", where=str(path),
+                        hint="the file is damaged or cut short (an interrupted download?): fetch it again") from None
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in DTYPES or raw[3] == 0:
         raise DataError(f"not an idx file (header {raw[:4].hex(' ')})", where=str(path),
                         hint="expected two zero bytes, a type byte (0x08 = uint8) and the number of dimensions")
@@ -108,15 +119,42 @@ def read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndar
     return images, labels.astype(np.int64)
 
 
-def build_idx(options: IdxOptions, backbone: Backbone, ctx) -> DataBundle:
+@dataclass
+class IdxData:
+    """What the build and the check share: the files, the decoded
+    ``(images, labels)`` per split, the class names, and per split the
+    positions of the items kept (labels in range)."""
+
+    paths: dict[str, Path | None]
+    pairs: dict[str, tuple[np.ndarray, np.ndarray]]
+    classes: list[str]
+    kept: dict[str, np.ndarray]
+    skipped: Counter
+    skipped_files: list[str]
+    where: str
+
+
+def idx_paths(options: IdxOptions) -> dict[str, Path | None]:
+    """The four files (test ones may be None) from ``dir`` or the options."""
     paths = {k: getattr(options, k) for k in STANDARD_NAMES}
     if options.dir is not None:
+        if not options.dir.is_dir():
+            raise DataError("data.dir must be a folder with the idx files", where=f"data.dir = {options.dir}",
+                            hint="or give the files as data.train_images and data.train_labels")
         paths.update({k: standard_file(options.dir, k) for k in STANDARD_NAMES})
         if paths["train_images"] is None or paths["train_labels"] is None:
             raise DataError(f"no {STANDARD_NAMES['train_images']}[.gz] / {STANDARD_NAMES['train_labels']}[.gz]",
                             where=f"data.dir = {options.dir}", hint="or give data.train_images and data.train_labels")
         if (paths["test_images"] is None) != (paths["test_labels"] is None):
             paths["test_images"] = paths["test_labels"] = None
+    return paths
+
+
+def load_idx(options: IdxOptions) -> IdxData:
+    """Read and check the files (the whole decode: gzip has no cheaper way
+    to find a cut-short file), resolve the class names and find the items
+    whose label is out of range (an error, or skipped with ``skip_bad``)."""
+    paths = idx_paths(options)
     where = f"idx {options.dir or paths['train_images']}"
     pairs = {"train": read_pair(paths["train_images"], paths["train_labels"])}
     if paths["test_images"] is not None:
@@ -130,21 +168,28 @@ def build_idx(options: IdxOptions, backbone: Backbone, ctx) -> DataBundle:
     else:
         classes = list(options.names)
     skipped, skipped_files = Counter(), []
-    sources = {}
+    kept = {}
     for split, (images, labels) in pairs.items():
         bad = np.flatnonzero((labels < 0) | (labels >= len(classes)))
         if len(bad):
             label_file = paths[f"{split}_labels"]
             if not options.skip_bad:
-                raise DataError(f"label {int(labels[bad[0]])} of item {int(bad[0])} is outside the {len(classes)} "
-                                f"classes of data.names", where=str(label_file),
+                raise DataError(f"{len(bad)} item(s) have a label outside the {len(classes)} classes of "
+                                f"data.names; the first: item {int(bad[0])} (0-based) has label "
+                                f"{int(labels[bad[0]])}", where=str(label_file),
                                 hint="fix data.names, or set data.skip_bad = true to skip such items")
             skipped["label_out_of_range"] += len(bad)
             skipped_files += [f"{label_file} item {int(i)}: label {int(labels[i])}" for i in bad[:50]]
-        good = np.setdiff1d(np.arange(len(labels)), bad)
-        sources[split] = ArraySource(images, good, labels[good])
-    files = [file_line(p) for p in paths.values() if p is not None] + [f"names={classes}"]
-    shape = list(pairs["train"][0].shape[1:])
-    return build_bundle(sources, classes, options, backbone, where, files, skipped, skipped_files,
-                        {"layout": "idx", "image_shape": shape,
-                         "files": {k: str(v) for k, v in paths.items() if v is not None}})
+        kept[split] = np.setdiff1d(np.arange(len(labels)), bad)
+    return IdxData(paths, pairs, classes, kept, skipped, skipped_files, where)
+
+
+def build_idx(options: IdxOptions, backbone: Backbone, ctx) -> DataBundle:
+    data = load_idx(options)
+    sources = {split: ArraySource(images, data.kept[split], labels[data.kept[split]])
+               for split, (images, labels) in data.pairs.items()}
+    files = [file_line(p) for p in data.paths.values() if p is not None] + [f"names={data.classes}"]
+    shape = list(data.pairs["train"][0].shape[1:])
+    return build_bundle(sources, data.classes, options, backbone, data.where, files, data.skipped,
+                        data.skipped_files, {"layout": "idx", "image_shape": shape,
+                                             "files": {k: str(v) for k, v in data.paths.items() if v is not None}})

@@ -25,6 +25,14 @@ from ft.specs import Options
 #: data-config keys timm's create_transform understands
 TRANSFORM_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
 
+#: what to do about a bad image while ``data.skip_bad`` is off
+BAD_DATA_HINT = ("fix or remove it, or set data.skip_bad = true: every image is then decoded once before "
+                 "training and bad ones are skipped and counted in data.json")
+#: an image fails while training although ``data.skip_bad`` decoded every image when the data was built
+CHANGED_DATA_HINT = ("data.skip_bad = true decoded this file without error when the data was built, so it "
+                     "changed during the run: restore it and resume (ft run --resume), or remove it and start "
+                     "a new run (the data would differ from the checkpoint's)")
+
 
 class AugmentOptions(Options):
     """Training augmentation (``[data]``); evaluation never augments."""
@@ -68,8 +76,10 @@ def to_rgb(image):
     return image.convert("RGB")
 
 
-def load_rgb(path: Path | str, where: str | None = None):
-    """Decode an image file to RGB; a file PIL cannot decode is a DataError naming it."""
+def load_rgb(path: Path | str, where: str | None = None, hint: str = BAD_DATA_HINT):
+    """Decode an image file to RGB; a file PIL cannot decode (a truncated
+    JPEG fails only here, when its pixels load) is a DataError naming it
+    (``where``) with ``hint``."""
     from PIL import Image, ImageOps
 
     try:
@@ -79,12 +89,14 @@ def load_rgb(path: Path | str, where: str | None = None):
             return to_rgb(image)
     except Exception as exc:  # PIL raises many types for damaged files
         raise DataError(f"cannot decode image: {type(exc).__name__}: {exc}", where=where or str(path),
-                        hint="fix or remove the file, or set data.skip_bad = true to skip unreadable images") from None
+                        hint=hint) from None
 
 
 def check_image(path: Path) -> str | None:
     """Cheap up-front check (header and structure, no full decode): None if
-    the file looks like an image PIL can read, else the reason."""
+    the file looks like an image PIL can read, else the reason. Not every
+    damage shows here: PIL's ``verify`` reads a JPEG's header only, so a
+    truncated JPEG passes (:func:`load_rgb` finds it)."""
     from PIL import Image
 
     try:

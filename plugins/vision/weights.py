@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ft.checkpoint import read_safetensors, read_state
 from ft.errors import FtError
 from ft.hub import hub_offline, hub_reachable
 
@@ -99,19 +100,29 @@ def resolve_source(text: str, where: str) -> WeightsSource:
 
 
 def read_state_dict(path: Path, where: str) -> dict[str, torch.Tensor]:
-    """A state dict from a file (safetensors or torch.load with weights_only)."""
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise FtError(f"cannot read weights file {path}: {type(exc).__name__}: {exc}", where=where,
-                      hint=f"expected a state dict in one of {', '.join(STATE_DICT_SUFFIXES)} "
-                           "(torch.save(model.state_dict(), ...) or safetensors)") from None
+    """A state dict from a file (safetensors or torch.load with weights_only);
+    a missing, truncated or foreign file is an FtError naming it."""
+    what = f"the backbone weights ({where})"
+    hint = (f"give a state dict in one of {', '.join(STATE_DICT_SUFFIXES)} (torch.save(model.state_dict(), ...) "
+            "or safetensors); if the file was cut short, download or export it again")
+    if path.suffix == ".safetensors":
+        state = read_safetensors(path, what, hint)
+    else:
+        state = read_state(path, what, hint)
     return unwrap_state_dict(state, path, where)
+
+
+def weights_file_in(folder: Path) -> Path | None:
+    """The weights file timm reads from a folder (its preferred names, then
+    the first file by extension), or None."""
+    for name in ("model.safetensors", "pytorch_model.bin", "pytorch_model.pth", "model.pth"):
+        if (folder / name).is_file():
+            return folder / name
+    for suffix in (".safetensors", ".pth", ".pth.tar", ".bin"):
+        found = sorted(folder.glob(f"*{suffix}"))
+        if found:
+            return found[0]
+    return None
 
 
 def unwrap_state_dict(state: Any, path: Path, where: str) -> dict[str, torch.Tensor]:
@@ -135,10 +146,16 @@ def read_source(source: WeightsSource, where: str) -> dict[str, torch.Tensor]:
         from timm.models._hub import load_state_dict_from_path
 
         try:
-            return unwrap_state_dict(load_state_dict_from_path(source.text), Path(source.text), where)
-        except RuntimeError as exc:
-            raise FtError(f"no weights file in the folder ({exc})", where=where,
-                          hint="put model.safetensors (or pytorch_model.bin) in it, or point weights at the file")
+            state = load_state_dict_from_path(source.text)
+        except Exception as exc:  # no file, or a damaged one (SafetensorError, zip, pickle errors)
+            found = weights_file_in(Path(source.text))
+            if found is None:
+                raise FtError(f"no weights file in the folder {source.text}", where=where,
+                              hint="put model.safetensors (or pytorch_model.bin) in it, or point weights at the "
+                                   "file") from None
+            read_state_dict(found, where)  # raises the error that names the damaged file
+            raise FtError(f"cannot read the weights in {found}: {type(exc).__name__}: {exc}", where=where) from None
+        return unwrap_state_dict(state, Path(source.text), where)
     if source.kind == "hub":
         from timm.models._hub import load_state_dict_from_hf
 

@@ -1,6 +1,6 @@
 """Text formats: CSV / TSV / JSON lines, compressed files, text pairs, the
 three tasks, seeded splits with a fixed test set, label filtering, and bad
-data reported with its file, row and column before anything trains."""
+data reported as "file: line N, column 'c'" before anything trains."""
 
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def test_regression_targets_and_a_bad_number(encoder, tmp_path):
     bad = write_csv(tmp_path / "bad.csv", ["text", "score"], rows[:3] + [("dull", "four")])
     with pytest.raises(DataError, match="expected a number, found 'four'") as err:
         build("csv", backbone, "regression", path=bad, label_column="score")
-    assert f"{bad}, row 4 (line 5), column 'score'" in str(err.value)
+    assert f"{bad}: line 5, column 'score'" in str(err.value)
 
 
 def test_other_labels_are_dropped_and_counted_before_the_text_is_checked(encoder, tmp_path):
@@ -115,7 +115,7 @@ def test_other_labels_are_dropped_and_counted_before_the_text_is_checked(encoder
     assert len(bundle.train) == 20 and bundle.info["dropped_other_labels"] == {"plot": 2}
 
 
-def test_bad_data_errors_name_the_file_row_and_column(encoder, tmp_path):
+def test_bad_data_errors_name_the_file_line_and_column(encoder, tmp_path):
     backbone = encoder()
     good = sentiment_rows(6)
 
@@ -128,27 +128,27 @@ def test_bad_data_errors_name_the_file_row_and_column(encoder, tmp_path):
     text, path = fails(good, header=("review", "label"), match="no column 'text'")
     assert str(path) in text and "review" in text and "data.text_column" in text
     text, path = fails(good[:2] + [("   ", "pos")] + good[2:], match="empty text")
-    assert f"{path}, row 3 (line 4), column 'text'" in text and "skip_bad" in text
+    assert f"{path}: line 4, column 'text'" in text and "skip_bad" in text
     text, path = fails(good + [("good film", "meh")], labels=["neg", "pos"], match="label 'meh' is not in data.labels")
-    assert f"{path}, row 7 (line 8), column 'label'" in text and "other_labels" in text
+    assert f"{path}: line 8, column 'label'" in text and "other_labels" in text
     text, path = fails(good[:1] + [("good film", "")], match="expected a class label")
-    assert "row 2 (line 3), column 'label'" in text
+    assert ": line 3, column 'label'" in text
 
     ragged = tmp_path / "ragged.csv"
     ragged.write_text("text,label\ngood film,pos\ngood, bad film,neg\n")
     with pytest.raises(DataError, match=r"3 fields, but the header has 2") as err:
         build("csv", backbone, path=ragged)
-    assert f"{ragged}, row 2 (line 3)" in str(err.value)
+    assert f"{ragged}: line 3" in str(err.value)
 
     records = [{"text": "good film", "label": "pos"}, {"review": "bad", "label": "neg"}]
     with pytest.raises(DataError, match="no 'text' field") as err:
         build("jsonl", backbone, path=write_jsonl(tmp_path / "bad.jsonl", records))
-    assert "bad.jsonl, row 2 (line 2), column 'text'" in str(err.value)
+    assert "bad.jsonl: line 2, column 'text'" in str(err.value)
 
     skipped = build("csv", backbone, path=write_csv(tmp_path / "skip.csv", ["text", "label"],
                                                     good + [("", "pos"), ("fine", "")]), skip_bad=True, val_fraction=0)
     assert len(skipped.train) == 6 and skipped.info["skipped_bad"] == 2
-    assert "row 7 (line 8), column 'text': empty text" in skipped.info["skipped_bad_rows"][0]
+    assert ": line 8, column 'text': empty text" in skipped.info["skipped_bad_rows"][0]
 
 
 def test_duplicates_can_be_dropped_before_splitting(encoder, tmp_path):

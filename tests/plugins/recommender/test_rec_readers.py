@@ -1,4 +1,4 @@
-"""Readers of the three formats, and bad data named by file, row and column."""
+"""Readers of the three formats, and bad data named by "file: line N" and column."""
 
 from __future__ import annotations
 
@@ -44,12 +44,12 @@ def test_recbole_atomic_with_side_features(tmp_path):
     assert len(data.catalogue) == 30  # every item of the .item file, with or without interactions
 
 
-def test_csv_unknown_column_names_file_row_and_column(tmp_path):
+def test_csv_unknown_column_names_file_line_and_column(tmp_path):
     path = write_csv(tmp_path / "r.csv", [("a", "x", 4, 1, "hi")], header=("user", "item", "rating", "timestamp", "note"))
     with pytest.raises(DataError) as err:
         readers.read_csv(path, user="user", item="item", rating="rating", timestamp="timestamp")
     text = str(err.value)
-    assert "r.csv" in text and "row 1" in text and "'note'" in text and "unknown column" in text
+    assert f"{path}: line 1" in text and "'note'" in text and "unknown column" in text
     readers.read_csv(path, user="user", item="item", rating="rating", timestamp="timestamp", ignore=("note",))
 
 
@@ -61,7 +61,7 @@ def test_csv_missing_configured_column_suggests_the_near_one(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["csv", "udata", "atomic"])
-def test_non_numeric_rating_names_file_row_and_column(tmp_path, fmt):
+def test_non_numeric_rating_names_file_line_and_column(tmp_path, fmt):
     rows = [("a", "x", 4, 10), ("a", "y", "five", 11), ("b", "x", 3, 12)]
     if fmt == "csv":
         path = write_csv(tmp_path / "r.csv", rows)
@@ -82,15 +82,15 @@ def test_non_numeric_rating_names_file_row_and_column(tmp_path, fmt):
     with pytest.raises(DataError) as err:
         read()
     text = str(err.value)
-    assert path.name in text and f"row {line}" in text and column in text and "'five'" in text
+    assert f"{path}: line {line}" in text and column in text and "'five'" in text
 
 
-def test_duplicate_user_item_time_rows_name_both_rows(tmp_path):
+def test_duplicate_user_item_time_rows_name_both_lines(tmp_path):
     path = write_csv(tmp_path / "r.csv", [("a", "x", 4, 10), ("b", "x", 4, 10), ("a", "x", 5, 10)])
     with pytest.raises(DataError) as err:
         readers.read_csv(path, user="user", item="item", rating="rating", timestamp="timestamp")
     text = str(err.value)
-    assert "r.csv" in text and "rows 2 and 4" in text and "user, item, timestamp" in text
+    assert f"{path}: line 4" in text and "as line 2" in text and "user, item, timestamp" in text
     # the same pair at another time is a re-rating, not a duplicate
     path = write_csv(tmp_path / "ok.csv", [("a", "x", 4, 10), ("a", "x", 5, 11)])
     assert len(readers.read_csv(path, user="user", item="item", rating="rating", timestamp="timestamp")) == 2
@@ -102,10 +102,10 @@ def test_atomic_unknown_field_type_and_short_row(tmp_path):
     with pytest.raises(DataError) as err:
         readers.read_recbole(path, user="user_id", item="item_id", rating="rating", timestamp=None,
                              item_features=[], user_features=[], bins={})
-    assert "d.inter" in str(err.value) and "row 1" in str(err.value) and "'item_id'" in str(err.value)
+    assert f"{path}: line 1" in str(err.value) and "'item_id'" in str(err.value)
     assert "'tokn'" in str(err.value) and "token" in str(err.value)
     path.write_text("user_id:token\titem_id:token\trating:float\n1\t2\t3\n4\t5\n")
-    with pytest.raises(DataError, match="row 3: expected 3"):
+    with pytest.raises(DataError, match=r"d.inter: line 3: expected 3"):
         readers.read_recbole(path, user="user_id", item="item_id", rating="rating", timestamp=None,
                              item_features=[], user_features=[], bins={})
 
@@ -126,6 +126,6 @@ def test_bad_data_fails_before_training(tmp_path, registry):
     path = write_csv(tmp_path / "r.csv", [("a", "x", 4, 10), ("a", "y", "bad", 11), ("a", "z", 3, 12)])
     recipe = rec_recipe(tmp_path, path, {"name": "mf"}, data={"format": "interactions_csv", "path": str(path)})
     recipe["data"] = {"format": "interactions_csv", "path": str(path), "split": "leave_last_out"}
-    with pytest.raises(DataError, match="row 3, column 'rating'"):
+    with pytest.raises(DataError, match="r.csv: line 3: column 'rating'"):
         ft.run(recipe, quiet=True)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()

@@ -50,7 +50,7 @@ def test_unreadable_and_empty_files_name_the_file(tmp_path):
     assert "skip_bad" in str(err.value)
     empty = write(tmp_path / "empty.wav", np.zeros(0, dtype=np.float32), 16000)
     with pytest.raises(DataError, match="empty"):
-        read_audio(empty, where="list.csv row 3")
+        read_audio(empty, where="list.csv: line 3")
 
 
 def test_eval_crop_is_centred_and_deterministic():

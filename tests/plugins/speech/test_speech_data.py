@@ -88,7 +88,7 @@ def test_manifest_split_column_is_used(tmp_path, backbone):
     assert {e.speaker for e in bundle.test.entries} == {"a2", "b2"}
 
 
-def test_bad_files_name_file_and_row_or_are_skipped_and_counted(tmp_path, backbone):
+def test_bad_files_name_file_and_line_or_are_skipped_and_counted(tmp_path, backbone):
     rows = manifest_rows(tmp_path, n_speakers=3, per_speaker=2)
     (tmp_path / "clips" / "broken.wav").write_bytes(b"not audio at all")
     write(tmp_path / "clips" / "blip.wav", tone(300, 0.05, 16000), 16000)
@@ -96,16 +96,21 @@ def test_bad_files_name_file_and_row_or_are_skipped_and_counted(tmp_path, backbo
     bad = [{"path": f"clips/{n}.wav", "label": "a", "speaker": "a0"} for n in ("broken", "blip", "empty")]
     bad.append({"path": "clips/missing.wav", "label": "b", "speaker": "b0"})
     csv_path = write_manifest(tmp_path / "m.csv", rows[:3] + bad + rows[3:])
+    # missing files come first, all at once (one stat each); the header is line 1
+    with pytest.raises(DataError, match=r"m.csv: 1 of 16 audio files not found: line 8 \(clips/missing.wav\)"):
+        build_manifest(ManifestOptions(path=csv_path), backbone, CTX)
+    write(tmp_path / "clips" / "missing.wav", tone(300, 0.5, 16000), 16000)
     with pytest.raises(DataError) as err:
         build_manifest(ManifestOptions(path=csv_path), backbone, CTX)
     message = str(err.value)
-    assert "m.csv row 5" in message and "clips/broken.wav" in message and "skip_bad" in message
+    assert "m.csv: line 5 (clips/broken.wav): cannot read audio" in message and "skip_bad" in message
     # the second bad file: too short
     (tmp_path / "clips" / "broken.wav").unlink()
     write(tmp_path / "clips" / "broken.wav", tone(300, 0.5, 16000), 16000)
-    with pytest.raises(DataError, match=r"row 6 \(clips/blip.wav\).*shorter than data.min_seconds = 0.1"):
+    with pytest.raises(DataError, match=r"line 6 \(clips/blip.wav\).*shorter than data.min_seconds = 0.1"):
         build_manifest(ManifestOptions(path=csv_path), backbone, CTX)
     (tmp_path / "clips" / "broken.wav").write_bytes(b"not audio at all")
+    (tmp_path / "clips" / "missing.wav").unlink()
     bundle = build_manifest(ManifestOptions(path=csv_path, skip_bad=True), backbone, CTX)
     assert bundle.info["skipped"] == {"unreadable": 1, "too_short": 1, "empty": 1, "missing": 1}
     assert len(bundle.info["skipped_files"]) == 4
@@ -119,7 +124,7 @@ def test_manifest_errors_for_columns_and_labels(tmp_path, backbone):
         build_manifest(ManifestOptions(path=bad_header), backbone, CTX)
     bad_split = tmp_path / "s.csv"
     bad_split.write_text("path,label,split\nx.wav,a,train\ny.wav,b,holdout\n")
-    with pytest.raises(DataError, match=r"s.csv row 3: unknown split 'holdout'"):
+    with pytest.raises(DataError, match=r"s.csv: line 3: unknown split 'holdout'"):
         build_manifest(ManifestOptions(path=bad_split), backbone, CTX)
 
 

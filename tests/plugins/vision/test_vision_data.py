@@ -149,7 +149,7 @@ def test_image_csv_relative_paths_split_column_and_class_list(shapes_folder, bac
     write_csv(manifest, rows + [(rows[0][0], "hexagon", "")])
     with pytest.raises(DataError) as err:
         build_csv(options, backbone, CTX)
-    assert "'hexagon' is not in data.classes" in str(err.value) and f"{manifest} row 14" in str(err.value)
+    assert "'hexagon' is not in data.classes" in str(err.value) and f"{manifest}: line 14" in str(err.value)
 
     write_csv(manifest, [r for r in rows if r[1] != "square"])
     with pytest.raises(DataError, match="'square' of data.classes have no images"):
@@ -188,7 +188,8 @@ def test_idx_files(tmp_path, backbone):
     named = IdxOptions.model_validate({"train_images": str(tmp_path / "train-images-idx3-ubyte.gz"),
                                        "train_labels": str(tmp_path / "train-labels-idx1-ubyte.gz"),
                                        "names": ["a", "b", "c"]})
-    with pytest.raises(DataError, match="label 3 of item 3 is outside the 3 classes"):
+    with pytest.raises(DataError, match=r"10 item\(s\) have a label outside the 3 classes of data.names; "
+                                        r"the first: item 3 \(0-based\) has label 3"):
         build_idx(named, backbone, CTX)
     skipped = build_idx(named.model_copy(update={"skip_bad": True}), backbone, CTX)
     assert skipped.info["skipped"] == {"label_out_of_range": 10} and len(skipped.train) + len(skipped.val) == 30

@@ -1,0 +1,69 @@
+"""A CSV file read for people: every row with the file line it starts on,
+and every fault named by file and line.
+
+Dataset formats whose inputs are a small CSV manifest (paths and labels)
+read it through :func:`read_csv`, so "line N" means the same in every
+domain: the 1-based line of the file, the header being line 1.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from pathlib import Path
+
+from .errors import DataError
+
+
+def read_csv(csv_path: Path, columns: str, *, item: str = "row",
+             folder_hint: str | None = None) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """The header and ``(line, row)`` pairs of a UTF-8 CSV file (cells
+    stripped); ``line`` is the file line the row starts on (a quoted field
+    may span lines). An empty file, a folder, bad encoding, broken quoting
+    (an unclosed quote, text after a closing quote) or more fields than the
+    header names is a :class:`DataError` naming the file and line.
+    ``columns`` is the expected header and ``item`` what a row is ("clip"),
+    both for the hints; ``folder_hint`` is said when a folder is given."""
+    if csv_path.is_dir():
+        raise DataError("expected a CSV file, found a folder", where=str(csv_path), hint=folder_hint)
+    try:
+        raw = csv_path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read the CSV: {exc.strerror or exc}", where=str(csv_path)) from None
+    body = raw[len(codecs.BOM_UTF8):] if raw.startswith(codecs.BOM_UTF8) else raw
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = body[:exc.start].count(b"\n") + 1
+        raise DataError(f"the CSV is not UTF-8 text (byte 0x{body[exc.start]:02x})", where=f"{csv_path}: line {line}",
+                        hint="save it as UTF-8 (\"CSV UTF-8\" in spreadsheet programs)") from None
+    if not text.strip():
+        raise DataError("the CSV is empty", where=str(csv_path),
+                        hint=f"first line: {columns}, then one line per {item}")
+    lines = io.StringIO(text, newline="").readlines()  # split as the csv module splits them
+
+    def first_line(after: int) -> int:  # the line a row starts on: the csv module skips blank lines
+        line = after + 1
+        while line <= len(lines) and not lines[line - 1].strip():
+            line += 1
+        return line
+
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    rows, end = [], 0
+    try:
+        header = [(c or "").strip() for c in reader.fieldnames or []]
+        end = reader.line_num
+        for row in reader:
+            start, end = first_line(end), reader.line_num
+            extra = [v for v in row.pop(None, None) or [] if v and v.strip()]
+            if extra:
+                raise DataError(f"{len(header) + len(extra)} or more fields, but the header names {len(header)}",
+                                where=f"{csv_path}: line {start}", hint="quote fields that hold commas")
+            rows.append((start, {(k or "").strip(): (v or "").strip() for k, v in row.items()}))
+    except csv.Error as exc:
+        unclosed = " (a quote opened on this line is never closed)" if "end of data" in str(exc) else ""
+        raise DataError(f"not a valid CSV: {exc}{unclosed}", where=f"{csv_path}: line {first_line(end)}",
+                        hint='a field with a comma or a quote goes in double quotes, with "" for a quote inside'
+                        ) from None
+    return header, rows
