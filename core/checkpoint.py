@@ -14,11 +14,9 @@ ahead of a checkpoint that is still being written.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,27 +28,15 @@ from torch import nn
 
 from .distributed import Distributed
 from .errors import FtError
+from .files import (check_file, checkpoint_dirs, make_temp_dir, read_json, read_safetensors,  # noqa: F401 (public here)
+                    read_state, reason, recovery_hint, umask, unreadable, write_json_atomic)
 from .parallel import full_state_dict
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file beside ``path``, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, default=str)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
     """Model weights (buffers included) as safetensors; tied weights are fine."""
     save_model(model, str(path), force_contiguous=True)
+    os.chmod(path, 0o666 & ~umask())  # safetensors creates its files 0600
 
 
 def save_state_dict(state: dict[str, torch.Tensor], path: Path) -> None:
@@ -63,17 +49,33 @@ def save_state_dict(state: dict[str, torch.Tensor], path: Path) -> None:
         out[name] = tensor.clone().contiguous() if key in seen else tensor.contiguous()
         seen.add(key)
     save_file(out, str(path))
+    os.chmod(path, 0o666 & ~umask())
 
 
-def load_weights(model: nn.Module, path: Path, strict: bool = True) -> tuple[list[str], list[str]]:
-    missing, unexpected = load_model(model, str(path), strict=strict)
+def load_weights(model: nn.Module, path: Path, strict: bool = True,
+                 what: str = "the model weights") -> tuple[list[str], list[str]]:
+    """Load a ``.safetensors`` file into ``model`` (tied weights are fine).
+
+    A missing or damaged file, or weights that do not fit the model, is an
+    :class:`FtError` naming the file and saying what to do.
+    """
+    check_file(path, what, None)
+    try:
+        missing, unexpected = load_model(model, str(path), strict=strict)
+    except RuntimeError as exc:  # load_state_dict: names or shapes that do not fit
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()][1:4]
+        raise FtError(f"the weights in the file do not fit the model: {'; '.join(lines) or reason(exc)}",
+                      where=str(path), hint="the file was saved from another model: use the recipe the weights "
+                                            "were trained with (the run's recipe.toml)") from None
+    except Exception as exc:  # SafetensorError (header too large / too small / incomplete), OSError
+        raise unreadable(path, what, "safetensors", exc, None) from None
     return missing, unexpected
 
 
 def save_checkpoint_dir(target: Path, model: nn.Module, state: dict[str, Any], meta: dict) -> None:
     """Write a complete checkpoint directory at ``target`` atomically."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    tmp = make_temp_dir(target.parent, f".{target.name}.tmp-")
     try:
         save_weights(model, tmp / "model.safetensors")
         torch.save(state, tmp / "state.pt")
@@ -94,9 +96,13 @@ def save_checkpoint_dir(target: Path, model: nn.Module, state: dict[str, Any], m
 
 
 def read_checkpoint_dir(path: Path) -> tuple[dict[str, Any], dict]:
-    """``(state, meta)`` of a checkpoint directory (weights loaded separately)."""
-    state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
-    meta = json.loads((path / "state.json").read_text())
+    """``(state, meta)`` of a checkpoint directory (weights loaded separately);
+    a missing or damaged file is an :class:`FtError` naming it."""
+    state = read_state(path / "state.pt", "the checkpoint's training state")
+    meta = read_json(path / "state.json", "the checkpoint's progress record", recovery_hint(path / "state.json"))
+    if not isinstance(meta, dict):
+        raise FtError("cannot read the checkpoint's progress record: expected a JSON object",
+                      where=str(path / "state.json"), hint=recovery_hint(path / "state.json"))
     return state, meta
 
 
@@ -162,7 +168,7 @@ def save_training_checkpoint(root: Path, name: str, parts: TrainingParts, meta: 
     tmp = None
     if dist.is_main:
         root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}.tmp-"))
+        tmp = make_temp_dir(root, f".{name}.tmp-")
     if parts.sharded:
         import torch.distributed.checkpoint as dcp
 
@@ -227,11 +233,29 @@ def _replace_dir(tmp: Path, target: Path) -> None:
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint ``checkpoints/latest.json`` names, or None."""
-    pointer = run_dir / "checkpoints" / "latest.json"
+    """The checkpoint ``checkpoints/latest.json`` names, or None. A garbled
+    pointer is an :class:`FtError`; a folder it names that is missing is
+    reported by whatever reads the checkpoint (a run directory's repair may
+    put it back first)."""
+    root = run_dir / "checkpoints"
+    pointer = root / "latest.json"
     if not pointer.exists():
         return None
-    return run_dir / "checkpoints" / json.loads(pointer.read_text())["checkpoint"]
+    hint = _pointer_hint(root)
+    data = read_json(pointer, "the pointer to the latest checkpoint", hint)
+    name = data.get("checkpoint") if isinstance(data, dict) else None
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
+        raise FtError(f"the pointer to the latest checkpoint names no checkpoint folder (found {data!r})",
+                      where=str(pointer), hint=hint)
+    return root / name
+
+
+def _pointer_hint(root: Path) -> str:
+    names = [p.name for p in checkpoint_dirs(root)]
+    if not names:
+        return "the run has no checkpoint folder left: start the run again without --resume"
+    return (f"write {{\"checkpoint\": \"{names[-1]}\"}} into it, naming one of the checkpoint folders there "
+            f"({', '.join(names)})")
 
 
 def load_training_checkpoint(path: Path, parts: TrainingParts, dist: Distributed,
@@ -287,16 +311,19 @@ def run_weights(run_dir: Path) -> Path:
     path = latest_checkpoint(run_dir)
     if path is None:
         raise FtError("the run has no saved model (no best/ and no checkpoint)", where=str(run_dir))
-    return path / "model.safetensors" if (path / "model.safetensors").exists() else path / "dcp"
+    for source in (path / "model.safetensors", path / "dcp"):
+        if source.exists():
+            return source
+    raise FtError("the checkpoint holds no model weights (no model.safetensors, no dcp/)", where=str(path),
+                  hint=recovery_hint(path / "model.safetensors"))
 
 
-def read_weights(source: Path) -> dict[str, torch.Tensor]:
-    """A state dict from a ``.safetensors`` file or a sharded ``dcp/`` folder (gathered whole)."""
+def read_weights(source: Path, what: str = "the model weights") -> dict[str, torch.Tensor]:
+    """A state dict from a ``.safetensors`` file or a sharded ``dcp/`` folder
+    (gathered whole); a missing or damaged one is an FtError naming it."""
     if source.is_dir():
         return read_sharded_model(source)
-    from safetensors.torch import load_file
-
-    return load_file(str(source))
+    return read_safetensors(source, what)
 
 
 def load_run_weights(model: nn.Module, run_dir: Path) -> Path:
@@ -315,7 +342,17 @@ def read_sharded_model(dcp_dir: Path) -> dict[str, torch.Tensor]:
     from torch.distributed.checkpoint.format_utils import _EmptyStateDictLoadPlanner
     from torch.distributed.checkpoint.state_dict_loader import _load_state_dict
 
+    hint = recovery_hint(dcp_dir)
+    if not (dcp_dir / ".metadata").is_file():
+        raise FtError("cannot read the sharded checkpoint: its .metadata file is missing", where=str(dcp_dir),
+                      hint=hint)
     state: dict[str, Any] = {}
-    _load_state_dict(state, storage_reader=FileSystemReader(str(dcp_dir)), planner=_EmptyStateDictLoadPlanner(),
-                     no_dist=True)
+    try:
+        _load_state_dict(state, storage_reader=FileSystemReader(str(dcp_dir)),
+                         planner=_EmptyStateDictLoadPlanner(), no_dist=True)
+    except Exception as exc:  # a truncated shard, garbled .metadata (pickle), a missing rank's file
+        raise FtError(f"cannot read the sharded checkpoint: a file in it is damaged or missing ({reason(exc)})",
+                      where=str(dcp_dir), hint=hint) from None
+    if not isinstance(state.get("model"), dict):
+        raise FtError("the sharded checkpoint holds no model weights", where=str(dcp_dir), hint=hint)
     return state["model"]

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    if args.nproc_per_node and "LOCAL_RANK" not in os.environ:
+    if args.nproc_per_node is not None and "LOCAL_RANK" not in os.environ:
         return _launch(args)
     from .engine import run
 
@@ -143,9 +143,14 @@ def _launch(args) -> int:
 def _validate(args) -> int:
     from .recipe import load_recipe
 
+    from .engine import check_data
+
     recipe = load_recipe(args.recipe, args.overrides)
+    described = check_data(recipe)
     print(f"ft: {args.recipe} is valid: backbone {recipe.backbone.name!r}, data {recipe.data.name!r}, "
           f"head {recipe.head.name!r}, freeze {recipe.freeze.name!r}")
+    if described:
+        print(f"ft: data: {described}")
     return 0
 
 

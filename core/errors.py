@@ -23,6 +23,8 @@ class FtError(Exception):
     all_ranks: bool = False
 
     def __init__(self, message: str, *, where: str | None = None, hint: str | None = None):
+        if where is None and hint is None and message.startswith("Caught ") and "\nOriginal Traceback" in message:
+            message = _raised_in_worker(message)
         self.message = message
         self.where = where
         self.hint = hint
@@ -37,6 +39,15 @@ class FtError(Exception):
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text
+
+
+def _raised_in_worker(text: str) -> str:
+    """A DataLoader worker's error comes back as ``Caught X in DataLoader
+    worker ... Original Traceback ...``: keep what the worker's error said."""
+    import re
+
+    found = list(re.finditer(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*Error: ", text, flags=re.MULTILINE))
+    return text[found[-1].end():].rstrip("\n") if found else text
 
 
 def _rebuild(cls: type, message: str, where: str | None, hint: str | None, all_ranks: bool) -> FtError:

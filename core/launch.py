@@ -30,6 +30,10 @@ class LaunchOptions:
 
     def torchrun_args(self) -> list[str]:
         """The matching ``torch.distributed.run`` arguments."""
+        if self.nproc_per_node < 1 or self.nnodes < 1:
+            raise ValueError("--nproc-per-node and --nnodes must be at least 1")
+        if self.node_rank is not None and not 0 <= self.node_rank < self.nnodes:
+            raise ValueError(f"--node-rank must be 0..{self.nnodes - 1} (one less than --nnodes)")
         args = ["--nproc-per-node", str(self.nproc_per_node), "--nnodes", str(self.nnodes),
                 "--max-restarts", str(self.max_restarts)]
         if self.nnodes == 1 and not self.rdzv_endpoint:

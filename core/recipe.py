@@ -9,10 +9,11 @@ found. Nothing trains before the whole recipe, paths included, is valid.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
@@ -27,6 +28,11 @@ COMPONENTS = {
     "head": ("type", "ft_heads", "linear"),
     "freeze": ("strategy", "ft_freeze_strategies", "full"),
 }
+#: what ``train.device`` accepts
+DEVICE_FORMS = "auto | cpu | cuda | cuda:N | mps"
+_DEVICE = re.compile(r"auto|cpu|cuda|cuda:\d+|mps")
+#: bytes no TOML file contains (control characters other than tab, newline, carriage return)
+_BINARY_BYTES = frozenset(range(0, 9)) | {11, 12} | frozenset(range(14, 32)) | {127}
 
 
 class TaskSection(Options):
@@ -41,7 +47,7 @@ class OptimSection(Options):
     name: Literal["adamw", "sgd"] = "adamw"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0, description="off for biases and norm weights")
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0)
     momentum: float = Field(0.9, ge=0, description="SGD only")
     nesterov: bool = False
@@ -63,10 +69,14 @@ class TrainSection(Options):
     eval_batch_size: int | None = Field(None, ge=1)
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
     clip_grad_norm: float | None = Field(None, gt=0)
+    max_nonfinite_steps: int = Field(
+        10, ge=0, description="optimizer steps in a row with a NaN/inf loss or gradient that are skipped (and "
+                              "counted) before the run stops with an error; 0: stop at the first")
     ema_decay: float | None = Field(
         None, gt=0, lt=1, description="average the weights over steps (e.g. 0.998); validation, best/ and the "
                                       "final model use the average")
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N (cuda: this rank's GPU, cuda:LOCAL_RANK)")
+    device: str = Field("auto", description=f"{DEVICE_FORMS} (auto: this rank's GPU if there is one, else the "
+                                            "CPU; cuda: this rank's GPU, cuda:LOCAL_RANK; mps: Apple GPU)")
     precision: Literal["auto", "fp32", "bf16", "fp16", "fp64"] = Field(
         "auto", description="auto: bf16 on CUDA that supports it, fp32 on CPU; fp64: float64 everywhere, slow, for "
                             "checking numerics")
@@ -108,6 +118,13 @@ class TrainSection(Options):
         if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
             return value
         raise ValueError('expected "auto" or a whole number >= 0')
+
+    @field_validator("device")
+    @classmethod
+    def _device_form(cls, value: str) -> str:
+        if _DEVICE.fullmatch(value):
+            return value
+        raise ValueError(f"{value!r} is not a device; expected one of {DEVICE_FORMS} (N: a GPU number, e.g. cuda:0)")
 
 
 class OutputSection(Options):
@@ -184,8 +201,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def apply_overrides(data: dict, overrides: Mapping[str, Any] | None) -> dict:
-    """Set dotted keys in a nested dict (copied), creating tables as needed."""
+def apply_overrides(data: dict, overrides: Mapping[str, Any] | None, origins: Mapping[str, str] | None = None) -> dict:
+    """Set dotted keys in a nested dict (copied), creating tables as needed.
+    ``origins`` maps a dotted key to how it was given (``--set a.b=1``), for
+    the error message."""
     out = _deepcopy(data)
     for dotted, value in (overrides or {}).items():
         parts = dotted.split(".")
@@ -193,11 +212,35 @@ def apply_overrides(data: dict, overrides: Mapping[str, Any] | None) -> dict:
         for i, part in enumerate(parts[:-1]):
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise RecipeError(f"cannot set {dotted!r}: {'.'.join(parts[:i + 1])!r} is a value, not a table",
-                                  where="--set")
+                raise RecipeError(f"cannot set {dotted!r}: {'.'.join(parts[:i + 1])!r} is a value ({child!r}), "
+                                  "not a table", where=(origins or {}).get(dotted, "--set"),
+                                  hint="an override names one key: section.key=value, e.g. --set train.epochs=3")
             node = child
         node[parts[-1]] = value
     return out
+
+
+def _override_origins(overrides: Mapping[str, Any] | list[str] | tuple | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """``(dotted key -> value, dotted key -> how it was given)`` of ``--set``
+    texts or a Python mapping of overrides."""
+    if isinstance(overrides, (list, tuple)):
+        parsed = [(parse_override(text), text) for text in overrides]
+        return {k: v for (k, v), _ in parsed}, {k: f"--set {text}" for (k, _), text in parsed}
+    overrides = dict(overrides or {})
+    return overrides, {k: f"override {k}={v!r}" for k, v in overrides.items()}
+
+
+def _blame(key: str, message: str, origins: Mapping[str, str]) -> tuple[str, str]:
+    """``(label, message)`` for an error at ``key`` that overrides caused:
+    ``key (from --set)``, and, when the override named another key (``--set
+    a.b.c.d=1`` explains an error at ``a``), the override as it was given."""
+    given = {dotted: text for dotted, text in origins.items()
+             if dotted == key or dotted.startswith(key + ".") or key.startswith(dotted + ".")}
+    if not given:
+        return key, message
+    kinds = sorted({text.split(" ", 1)[0] for text in given.values()})
+    others = [text for dotted, text in given.items() if dotted != key]
+    return f"{key} (from {', '.join(kinds)})", message + (f" (given as {', '.join(others)})" if others else "")
 
 
 def _deepcopy(data: Any) -> Any:
@@ -212,11 +255,37 @@ def _deepcopy(data: Any) -> Any:
 
 
 def read_toml(path: Path) -> dict:
+    """The table of a TOML recipe file. A missing file, a folder, a binary
+    file, text that is not UTF-8 or malformed TOML is a :class:`RecipeError`
+    naming the file and what to do."""
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.toml"))
+        raise RecipeError("this is a folder, not a recipe file", where=str(path),
+                          hint=f"give one of its recipes: {', '.join(inside[:6])}" if inside
+                          else "give the path of a .toml recipe file")
     if not path.exists():
         raise RecipeError("recipe file not found", where=str(path), hint="check the path (relative to the current folder)")
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RecipeError(f"cannot read the recipe file: {exc.strerror or exc}", where=str(path),
+                          hint="check that the file is readable by you") from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise RecipeError("the recipe is UTF-16 text; TOML files are UTF-8", where=str(path),
+                          hint="save it as UTF-8 (in most editors: Save As, encoding UTF-8)")
+    if _BINARY_BYTES.intersection(data[:8192]):
+        raise RecipeError("this is a binary file, not a TOML recipe", where=str(path),
+                          hint="give the recipe's .toml text file")
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark some editors write
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise RecipeError(f"the recipe is not UTF-8 text: byte 0x{data[exc.start]:02x} on line {line} is not UTF-8 "
+                          "(TOML files are UTF-8; this one looks saved as Latin-1 or another legacy encoding)",
+                          where=f"{path}: line {line}",
+                          hint=f"save it as UTF-8, e.g. iconv -f latin1 -t utf-8 {path.name} > fixed.toml") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(f"not valid TOML: {exc}", where=str(path)) from None
 
@@ -227,25 +296,29 @@ def load_recipe(source: str | Path | Mapping, overrides: Mapping[str, Any] | lis
     from ._registry import get_registry
 
     registry = registry or get_registry()
-    if isinstance(overrides, (list, tuple)):
-        overrides = dict(parse_override(o) for o in overrides)
+    overrides, origins = _override_origins(overrides)
     if isinstance(source, Mapping):
         path, raw, name = None, dict(source), "recipe"
     else:
         path = Path(source)
         raw, name = read_toml(path), path.stem
-    raw = apply_overrides(raw, overrides)
-    return validate_recipe(raw, name=name, path=path, registry=registry, overridden=set(overrides or {}))
+    raw = apply_overrides(raw, overrides, origins)
+    return validate_recipe(raw, name=name, path=path, registry=registry, overridden=origins)
 
 
-def validate_recipe(raw: dict, *, name: str, path: Path | None, registry, overridden: set[str] = frozenset()) -> Recipe:
+def validate_recipe(raw: dict, *, name: str, path: Path | None, registry,
+                    overridden: Mapping[str, str] | set[str] = frozenset()) -> Recipe:
+    """Validate a recipe's table (overrides applied). ``overridden`` maps the
+    overridden dotted keys to how they were given (``--set a.b=1``), so an
+    error they cause says so."""
     where_file = str(path) if path else "recipe"
     ctx = {"recipe_dir": str(path.parent.resolve() if path else Path.cwd())}
     errors: list[str] = []
+    origins = overridden if isinstance(overridden, Mapping) else {key: f"--set {key}=..." for key in overridden}
 
     def fail(key: str, message: str, hint: str | None = None) -> None:
-        origin = " (from --set)" if key in overridden else ""
-        errors.append(f"{key}{origin}: {message}" + (f" — {hint}" if hint else ""))
+        label, message = _blame(key, message, origins)
+        errors.append(f"{label}: {message}" + (f" — {hint}" if hint else ""))
 
     sections = {spec.name: spec for spec in (e.spec for e in registry.entries["ft_recipe_sections"].values())}
     for key, value in raw.items():
@@ -275,6 +348,11 @@ def validate_recipe(raw: dict, *, name: str, path: Path | None, registry, overri
             fail(f"{sec}.{selector}", f"expected a name (string), found {chosen!r}")
             components[sec] = None
             continue
+        clash = registry.clash(hook, chosen)
+        if clash is not None:  # two plugins registered this name: only a recipe that uses it fails
+            fail(f"{sec}.{selector}", clash.message, clash.hint)
+            components[sec] = None
+            continue
         entry = registry.entries[hook].get(chosen)
         if entry is None:
             hint = did_you_mean(chosen, registry.entries[hook]) or "see `ft plugins`"
@@ -294,13 +372,16 @@ def validate_recipe(raw: dict, *, name: str, path: Path | None, registry, overri
     extra_sections: dict[str, BaseModel] = {}
     for key, spec in sections.items():
         if key in raw and isinstance(raw[key], dict):
+            clash = registry.clash("ft_recipe_sections", key)
+            if clash is not None:
+                fail(key, clash.message, clash.hint)
+                continue
             model = _validate_model(spec.options, raw[key], key, ctx, fail)
             if model is not None:
                 extra_sections[key] = model
 
     if errors:
         raise RecipeError("invalid recipe:\n  " + "\n  ".join(errors), where=where_file)
-    registry.check()
     return Recipe(name, path.resolve() if path else None, task, components["data"], components["backbone"],
                   components["head"], components["freeze"], optim, train, output, extra_sections)
 
@@ -323,5 +404,5 @@ def _validate_model(model: type[BaseModel], body: dict, section: str, ctx: dict,
                 # a message that already quotes the value (a path that does not exist) says it once
                 said = isinstance(found, str) and len(found) > 2 and found in err["msg"]
                 shown = "" if said else f"; found {found!r}"
-                fail(key, f"{err['msg']}{shown}")
+                fail(key, f"{err['msg'].removeprefix('Value error, ')}{shown}")
         return None

@@ -72,3 +72,81 @@ def test_crash_mid_run_resumes_from_last_good_checkpoint(registry, make_recipe, 
     monkeypatch.setattr(checkpoint, "save_weights", real_save)
     resumed = ft.run(recipe, quiet=True, resume=True)
     assert resumed.summary["epochs_run"] == 4
+
+
+# -- damaged files read back: one clear error naming the file ---------------------------
+
+
+def _damage(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "junk":
+        path.write_bytes(b"\xff" * 64)  # safetensors: "header too large"; torch: not a zip, not a pickle
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "missing":
+        path.unlink()
+
+
+@pytest.mark.parametrize("how", ["truncated", "junk", "empty", "missing"])
+def test_damaged_checkpoint_files_are_named(tmp_path, how):
+    root = tmp_path / "checkpoints"
+    model = nn.Linear(3, 2)
+    for name in ("epoch-1", "epoch-2"):
+        save_checkpoint_dir(root / name, model, {"x": torch.ones(2)}, {"epoch": 1})
+    for name in ("state.pt", "model.safetensors"):
+        _damage(root / "epoch-2" / name, how)
+    with pytest.raises(ft.FtError) as err:
+        read_checkpoint_dir(root / "epoch-2")
+    text = str(err.value)
+    assert str(root / "epoch-2" / "state.pt") in text and "the checkpoint's training state" in text
+    assert ("does not exist" if how == "missing" else "damaged or is not a torch.save file") in text
+    assert 'use an earlier checkpoint: write {"checkpoint": "epoch-1"}' in text
+    with pytest.raises(ft.FtError) as err:
+        load_weights(nn.Linear(3, 2), root / "epoch-2" / "model.safetensors")
+    assert str(root / "epoch-2" / "model.safetensors") in str(err.value)
+    assert ("does not exist" if how == "missing" else "damaged or is not a safetensors file") in str(err.value)
+    with pytest.raises(ft.FtError, match="epoch-2.model.safetensors: cannot read the model weights"):
+        checkpoint.read_weights(root / "epoch-2" / "model.safetensors")
+    # the earlier checkpoint the hint points at is whole
+    assert read_checkpoint_dir(root / "epoch-1")[1] == {"epoch": 1}
+
+
+def test_read_helpers_for_plugins(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.ones(3)}, tmp_path / "w.safetensors")
+    torch.save({"w": torch.ones(3)}, tmp_path / "w.pt")
+    assert torch.equal(checkpoint.read_safetensors(tmp_path / "w.safetensors")["w"], torch.ones(3))
+    assert torch.equal(checkpoint.read_state(tmp_path / "w.pt")["w"], torch.ones(3))
+    (tmp_path / "w.pt").write_bytes(b"\x80\x02c__builtin__\nprint\nq\x00.")  # a pickle of a function
+    with pytest.raises(ft.FtError) as err:
+        checkpoint.read_state(tmp_path / "w.pt", "the backbone weights", hint="download it again")
+    text = str(err.value)
+    assert text.startswith(f"{tmp_path / 'w.pt'}: cannot read the backbone weights: the file is damaged")
+    assert "UnpicklingError" in text and "weights_only=False" not in text and "download it again" in text
+    with pytest.raises(ft.FtError, match="this is a folder, not a file"):
+        checkpoint.read_safetensors(tmp_path)
+
+
+def test_garbled_latest_pointer_is_a_clear_error(tmp_path):
+    root = tmp_path / "checkpoints"
+    save_checkpoint_dir(root / "epoch-1", nn.Linear(3, 2), {}, {"epoch": 1})
+    pointer = root / "latest.json"
+    for text, expected in [('{"checkpoint": "epo', "damaged (not JSON"), ("[1, 2]", "names no checkpoint folder"),
+                           ('{"checkpoint": "../x"}', "names no checkpoint folder"),
+                           (b"\xff\xfe{", "damaged (not JSON")]:
+        pointer.write_bytes(text if isinstance(text, bytes) else text.encode())
+        with pytest.raises(ft.FtError) as err:
+            checkpoint.latest_checkpoint(tmp_path)
+        assert str(pointer) in str(err.value) and expected in str(err.value)
+        assert 'write {"checkpoint": "epoch-1"} into it' in str(err.value)
+    pointer.write_text('{"checkpoint": "epoch-1"}')
+    assert checkpoint.latest_checkpoint(tmp_path) == root / "epoch-1"
+
+
+def test_weights_that_do_not_fit_the_model(tmp_path):
+    checkpoint.save_weights(nn.Linear(3, 2), tmp_path / "m.safetensors")
+    with pytest.raises(ft.FtError, match="do not fit the model: size mismatch for weight"):
+        load_weights(nn.Linear(4, 2), tmp_path / "m.safetensors")

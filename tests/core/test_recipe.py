@@ -143,3 +143,70 @@ def test_all_errors_reported_at_once(registry, tmp_path):
     with pytest.raises(ft.RecipeError) as err:
         ft.load_recipe(write(tmp_path, text))
     assert "train.epochs" in str(err.value) and "train.batch_sise" in str(err.value)
+
+
+# -- recipe files that are not UTF-8 TOML text ------------------------------------------
+
+
+def test_recipe_that_is_not_a_text_file(registry, tmp_path):
+    (tmp_path / "recipes").mkdir()
+    write(tmp_path / "recipes", GOOD, name="toy.toml")
+    with pytest.raises(ft.RecipeError) as err:
+        ft.load_recipe(tmp_path / "recipes")
+    assert "recipes: this is a folder, not a recipe file" in str(err.value) and "toy.toml" in str(err.value)
+    binary = tmp_path / "model.toml"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    with pytest.raises(ft.RecipeError, match="model.toml: this is a binary file, not a TOML recipe"):
+        ft.load_recipe(binary)
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(textwrap.dedent(GOOD).replace("[train]", "# réglages\n[train]").encode("latin-1"))
+    with pytest.raises(ft.RecipeError) as err:
+        ft.load_recipe(latin1)
+    text = str(err.value)
+    assert f"{latin1}: line 12: the recipe is not UTF-8 text: byte 0xe9" in text and "iconv -f latin1" in text
+    utf16 = tmp_path / "utf16.toml"
+    utf16.write_text(textwrap.dedent(GOOD), encoding="utf-16")
+    with pytest.raises(ft.RecipeError, match="UTF-16"):
+        ft.load_recipe(utf16)
+    bom = tmp_path / "bom.toml"
+    bom.write_text(textwrap.dedent(GOOD), encoding="utf-8-sig")  # a byte-order mark is harmless
+    assert ft.load_recipe(bom).train.epochs == 2
+
+
+# -- overrides are blamed, not the file -----------------------------------------------
+
+
+def test_errors_from_an_override_name_the_override(registry, tmp_path):
+    path = write(tmp_path, GOOD)
+    with pytest.raises(ft.RecipeError) as err:
+        ft.load_recipe(path, ["train.epochs.x.y=1"])
+    assert str(err.value).startswith("--set train.epochs.x.y=1: cannot set 'train.epochs.x.y': 'train.epochs' is a "
+                                     "value (2), not a table")
+    with pytest.raises(ft.RecipeError) as err:
+        ft.load_recipe(path, ["a.b.c.d=1", "train.foo.bar=1"])
+    text = str(err.value)
+    assert "a (from --set): unknown section (given as --set a.b.c.d=1)" in text
+    assert "train.foo (from --set): unknown key (given as --set train.foo.bar=1)" in text
+    with pytest.raises(ft.RecipeError, match=r"train\.foo \(from override\): unknown key \(given as override "
+                                             r"train\.foo\.bar=1\)"):
+        ft.load_recipe(path, {"train.foo.bar": 1})  # the Python API's overrides
+    with pytest.raises(ft.RecipeError) as err:
+        ft.load_recipe(write(tmp_path, GOOD.replace("epochs = 2", "epochs = 2\nfoo = 1"), name="f.toml"))
+    assert "train.foo: unknown key" in str(err.value) and "--set" not in str(err.value)  # the file's own mistake
+
+
+# -- train.device ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1", "mps"])
+def test_device_forms_that_validate(registry, tmp_path, device):
+    assert ft.load_recipe(write(tmp_path, GOOD), [f'train.device="{device}"']).train.device == device
+
+
+@pytest.mark.parametrize("device", ["tpu9", "cuda:x", "gpu", "CUDA", "cuda:", "cpu:0"])
+def test_device_forms_that_do_not(registry, tmp_path, device):
+    path = write(tmp_path, GOOD.replace("epochs = 2", f'epochs = 2\ndevice = "{device}"'))
+    with pytest.raises(ft.RecipeError) as err:
+        ft.load_recipe(path)
+    expected = f"train.device: {device!r} is not a device; expected one of auto | cpu | cuda | cuda:N | mps"
+    assert expected in str(err.value)
