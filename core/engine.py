@@ -7,7 +7,6 @@ trainer -> run directory.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,16 +16,18 @@ import torch
 from torch.utils.data import default_collate
 
 from ._registry import Registry, get_registry
-from .checkpoint import (latest_checkpoint, load_run_weights, load_weights, save_state_dict, save_weights,
-                         write_json_atomic)
+from .checkpoint import load_run_weights, load_weights, save_weights
 from .contracts import Backbone, BuildContext, DataBundle, Head, TaskInfo
 from .distributed import Distributed, get_distributed
 from .errors import FtError
+from .files import read_json, read_safetensors, write_json_atomic
+from .fingerprint import describe
 from .freezing import FreezeStrategy, apply_strategy, parameter_table
 from .model import FtModel
-from .parallel import full_state_dict, is_sharded, resolve_device
+from .parallel import is_sharded, resolve_device
 from .recipe import Recipe, load_recipe
-from .rundir import environment, latest_run_dir, new_run_dir, plot_curves, write_model_card, write_summary
+from .run_plan import RunPlan, check_can_resume, plan_run_dir
+from .rundir import RunDirectory, environment, new_run_dir
 from .trainer import Trainer, seed_everything
 
 
@@ -43,22 +44,45 @@ class Result:
 
 
 class HookRelay:
-    """Forwards the trainer's lifecycle events to every registered plugin."""
+    """Forwards the trainer's lifecycle events to every registered plugin.
+
+    Each plugin's implementation is called on its own, so one that raises is
+    named: a :class:`ft.PluginError` "plugin NAME (distribution D): its
+    HOOK hook failed: ERROR", whose hint says what state the run is left in.
+    The run stops there. ``Trainer.fit`` writes an epoch's checkpoint before
+    it fires ``ft_checkpoint_saved`` and ``ft_epoch_end``, so a failing
+    logger never costs the last checkpoint.
+    """
 
     def __init__(self, registry: Registry):
-        self.hook = registry.hook
+        self.registry = registry
 
     def ft_run_start(self, run) -> None:
-        self.hook.ft_run_start(run=run)
+        self.registry.call_each("ft_run_start", lambda p: f"nothing was trained yet: {p.remedy}, then run again",
+                                run=run)
 
     def ft_epoch_end(self, run, epoch, metrics) -> None:
-        self.hook.ft_epoch_end(run=run, epoch=epoch, metrics=metrics)
+        self.registry.call_each("ft_epoch_end", lambda p: self._resume_hint(run, p), run=run, epoch=epoch,
+                                metrics=metrics)
 
     def ft_checkpoint_saved(self, run, path, epoch) -> None:
-        self.hook.ft_checkpoint_saved(run=run, path=path, epoch=epoch)
+        self.registry.call_each("ft_checkpoint_saved", lambda p: self._resume_hint(run, p), run=run, path=path,
+                                epoch=epoch)
 
     def ft_run_end(self, run, summary) -> None:
-        self.hook.ft_run_end(run=run, summary=summary)
+        self.registry.call_each(
+            "ft_run_end", lambda p: f"training and the final evaluation finished; the run directory "
+                                    f"{run.run_dir} is complete: {p.remedy}", run=run, summary=summary)
+
+    @staticmethod
+    def _resume_hint(run, plugin) -> str:
+        recipe, run_dir = run.recipe, Path(run.run_dir) if run.run_dir else None
+        if run_dir is None or recipe is None or not recipe.train.checkpoint:
+            return (f"the run stopped and train.checkpoint is off, so there is no checkpoint: {plugin.remedy}, "
+                    "then run again")
+        command = f"ft run {recipe.path} --resume {run_dir}" if recipe.path else "ft.run(recipe, resume=True)"
+        return (f"the run stopped; its last checkpoint (in {run_dir / 'checkpoints'}) was written before the hook "
+                f"ran and is intact: {plugin.remedy}, then continue the run: {command}")
 
 
 def _ctx(recipe: Recipe, load_pretrained: bool) -> BuildContext:
@@ -70,6 +94,17 @@ def build_backbone(recipe: Recipe, registry: Registry | None = None, load_pretra
     registry = registry or get_registry()
     spec = registry.get("ft_backbones", recipe.backbone.name)
     return spec.build(recipe.backbone.options, _ctx(recipe, load_pretrained))
+
+
+def check_data(recipe: Recipe, registry: Registry | None = None) -> str | None:
+    """The data format's cheap check of the recipe's data (no model built):
+    its one-line description, or None if the format has no check. Raises
+    :class:`DataError` naming the file and line."""
+    registry = registry or get_registry()
+    spec = registry.get("ft_dataset_formats", recipe.data.name)
+    if spec.check is None:
+        return None
+    return spec.check(recipe.data.options, _ctx(recipe, False))
 
 
 def build_data(recipe: Recipe, backbone: Backbone, registry: Registry | None = None) -> DataBundle:
@@ -128,43 +163,6 @@ def build_model(recipe: Recipe | str | Path | Mapping, overrides: Mapping | None
     return model
 
 
-def _run_dir_for(recipe: Recipe, resume: bool | str | Path) -> Path:
-    """The run directory to write (or resume): rank 0 decides, nobody else creates one."""
-    if isinstance(resume, (str, Path)) and not isinstance(resume, bool):
-        path = Path(resume)
-        if latest_checkpoint(path) is None:
-            raise FtError("no checkpoint to resume from", where=str(path))
-        return path
-    if recipe.output.dir is not None:
-        path = Path(recipe.output.dir)
-        has_run = latest_checkpoint(path) is not None or (path / "summary.json").exists()
-        if resume:
-            if not has_run:
-                raise FtError("no checkpoint to resume from", where=f"output.dir = {path}")
-        elif has_run:
-            raise FtError("the run directory already holds a run", where=f"output.dir = {path}",
-                          hint="pass --resume to continue it, or choose another output.dir")
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-    if resume:
-        path = latest_run_dir(recipe.output.root, recipe.name)
-        if path is None:
-            raise FtError(f"no earlier run of {recipe.name!r} with a checkpoint under {recipe.output.root}/",
-                          hint="start the run without --resume")
-        return path
-    return new_run_dir(recipe.output.root, recipe.name)
-
-
-def _check_can_resume(run_dir: Path) -> None:
-    """Every rank reads the checkpoint it resumes from: it must see it."""
-    if latest_checkpoint(run_dir) is None:
-        import socket
-
-        raise FtError(f"this node ({socket.gethostname()}) cannot see the run's checkpoint", where=str(run_dir),
-                      hint="put output.root (or output.dir) on storage every node mounts at the same path "
-                           "(see docs/distributed.md)")
-
-
 def run(source: Recipe | str | Path | Mapping, overrides: Mapping[str, Any] | list[str] | None = None, *,
         resume: bool | str | Path = False, quiet: bool = False, callbacks: list | None = None) -> Result:
     """Train what a recipe describes and write its run directory.
@@ -178,29 +176,54 @@ def run(source: Recipe | str | Path | Mapping, overrides: Mapping[str, Any] | li
     registry = get_registry()
     recipe = source if isinstance(source, Recipe) else load_recipe(source, overrides, registry)
     dist = get_distributed(resolve_device(recipe.train.device).type)
-    run_dir = dist.decide(lambda: _run_dir_for(recipe, resume))
-    if resume:
-        dist.agree(lambda: _check_can_resume(run_dir))
+    # nothing is written before the recipe, the plugins and the data are known good
+    plan = dist.decide(lambda: plan_run_dir(recipe, resume))
+    if plan.resuming:
+        dist.agree(lambda: check_can_resume(plan.path))
+    dist.agree(lambda: check_data(recipe, registry))
     seed_everything(recipe.train.seed)  # before anything is built: the new head starts the same every run
     model, bundle, strategy = dist.agree(lambda: assemble(recipe, registry))
+    run_dir = RunDirectory(plan.path or "", main=dist.is_main)
+    run_dir.path = Path(dist.decide(lambda: str(_open(run_dir, plan))))
+    try:
+        return _train(recipe, plan, run_dir, model, bundle, strategy, registry, dist, quiet, callbacks)
+    finally:
+        run_dir.close()
+
+
+def _open(run_dir: RunDirectory, plan: RunPlan) -> Path:
+    if plan.path is None:
+        run_dir.path = new_run_dir(plan.root, plan.name)
+    run_dir.open(fresh=not plan.resuming)
+    return run_dir.path
+
+
+def _train(recipe: Recipe, plan: RunPlan, run_dir: RunDirectory, model: FtModel, bundle: DataBundle,
+           strategy: FreezeStrategy, registry: Registry, dist: Distributed, quiet: bool,
+           callbacks: list | None) -> Result:
     trainer = Trainer(model, bundle.train, bundle.val, train=recipe.train, optim=recipe.optim, strategy=strategy,
                       collate=model.backbone.collate(), run_dir=run_dir,
                       callbacks=[HookRelay(registry), *(callbacks or [])], recipe=recipe, data=bundle, quiet=quiet,
                       dist=dist)
     main = dist.is_main
-    if main:
-        (run_dir / "recipe.toml").write_text(recipe.to_toml())
-        write_json_atomic(run_dir / "env.json", environment(str(trainer.device), trainer.precision,
-                                                            dist.world_size, dist.backend))
-        write_json_atomic(run_dir / "task.json", model.task.to_json())
-        write_json_atomic(run_dir / "data.json", {"fingerprint": bundle.fingerprint, "sizes": _sizes(bundle),
-                                                  **bundle.info})
-    fit = trainer.fit(resume=bool(resume))
+    if main and not quiet:
+        if run_dir.repaired:
+            print(f"ft: {run_dir.path} was left half written (a run was killed): " + "; ".join(run_dir.repaired))
+        if plan.how == "restart":
+            print(f"ft: {run_dir.path} has no checkpoint yet: starting it again from the beginning")
+        if plan.changes:
+            print(f"ft: resuming with {describe(plan.changes)} (recorded in run.json)")
+    run_dir.record_start(recipe, plan.data_files,
+                         environment(str(trainer.device), trainer.precision, dist.world_size, dist.backend),
+                         model.task.to_json(),
+                         {"fingerprint": bundle.fingerprint, "sizes": _sizes(bundle), **bundle.info},
+                         resumed_with=plan.changes if plan.resuming else None)
+    fit = trainer.fit(resume=plan.resuming)
     if fit.stopped == "interrupted":
         raise KeyboardInterrupt
-    _load_best(model, run_dir, dist)
+    _load_best(model, run_dir.path, dist)
     if strategy.finish(model, bundle, trainer.device):
-        _save_model(model, run_dir / "best" / "model.safetensors", dist)
+        run_dir.replace_best_model(model, dist)
     t0 = time.perf_counter()
     metrics: dict[str, dict[str, float]] = {}
     for split, data in (("val", bundle.val), ("test", bundle.test)):
@@ -208,26 +231,23 @@ def run(source: Recipe | str | Path | Mapping, overrides: Mapping[str, Any] | li
             metrics[split] = {k.split("_", 1)[1]: v for k, v in trainer.evaluate(data, split).items()}
     params = parameter_table(model)
     summary = {
-        "recipe": recipe.name, "run_dir": str(run_dir), "metrics": metrics,
+        "recipe": recipe.name, "run_dir": str(run_dir.path), "metrics": metrics,
         "best_epoch": fit.best_epoch, "monitor": fit.monitor, "best_value": fit.best_value,
         "stopped": fit.stopped, "epochs_run": len(fit.history), "steps": fit.steps,
+        "skipped_steps": fit.skipped_steps,
         "train_seconds": round(fit.train_seconds, 3), "eval_seconds": round(time.perf_counter() - t0, 3),
         "device": str(trainer.device), "precision": trainer.precision, "settings": fit.settings,
         "params": {"total": sum(r["trainable"] + r["frozen"] for r in params),
                    "trainable": sum(r["trainable"] for r in params), "groups": params},
         "data": _sizes(bundle),
     }
-    if main:
-        write_summary(run_dir, summary)
-        if fit.history:
-            plot_curves(fit.history, run_dir / "curves.png")
-        write_model_card(run_dir, recipe.to_dict(), summary)
-        trainer._emit("ft_run_end", run=trainer.info, summary=summary)
-        if not quiet:
-            shown = "  ".join(f"{s}_{k} {v:.4f}" for s, m in metrics.items() for k, v in m.items())
-            print(f"ft: done in {fit.train_seconds:.1f} s ({fit.stopped}); {shown}\nft: run directory {run_dir}")
+    run_dir.finish(summary, fit.history, recipe.to_dict())
+    trainer._emit("ft_run_end", run=trainer.info, summary=summary)
+    if main and not quiet:
+        shown = "  ".join(f"{s}_{k} {v:.4f}" for s, m in metrics.items() for k, v in m.items())
+        print(f"ft: done in {fit.train_seconds:.1f} s ({fit.stopped}); {shown}\nft: run directory {run_dir.path}")
     dist.barrier()
-    return Result(metrics, run_dir, model, summary, recipe)
+    return Result(metrics, run_dir.path, model, summary, recipe)
 
 
 def _load_best(model: FtModel, run_dir: Path, dist: Distributed) -> None:
@@ -236,9 +256,7 @@ def _load_best(model: FtModel, run_dir: Path, dist: Distributed) -> None:
     best = run_dir / "best" / "model.safetensors"
     if not dist.decide(best.exists):
         return
-    from safetensors.torch import load_file
-
-    state = load_file(str(best)) if dist.is_main else {}
+    state = read_safetensors(best, "the best model") if dist.is_main else {}
     if is_sharded(model):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
@@ -248,17 +266,6 @@ def _load_best(model: FtModel, run_dir: Path, dist: Distributed) -> None:
     if dist.is_main:
         load_weights(model, best)
     dist.broadcast_tensors(list(model.state_dict().values()))
-
-
-def _save_model(model: FtModel, path: Path, dist: Distributed) -> None:
-    """Rank 0 writes the model (gathered first when it is sharded) atomically."""
-    state = full_state_dict(model) if is_sharded(model) else None
-    if dist.is_main:
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_state_dict(state, tmp) if state is not None else save_weights(model, tmp)
-        tmp.replace(path)
-    dist.barrier()
 
 
 def _sizes(bundle: DataBundle) -> dict[str, int]:
@@ -286,9 +293,16 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     if not (run_dir / "recipe.toml").exists():
         raise FtError("not an ft run directory (no recipe.toml)", where=str(run_dir))
     recipe = load_recipe(run_dir / "recipe.toml")
-    task = TaskInfo.from_json(json.loads((run_dir / "task.json").read_text()))
+    damaged = "the run directory is damaged: copy the file back from a backup, or train the run again"
+    try:
+        task = TaskInfo.from_json(read_json(run_dir / "task.json", "the run's task (classes, outputs)", damaged))
+    except (KeyError, TypeError, ValueError):
+        raise FtError("the run's task.json does not describe a task", where=str(run_dir / "task.json"),
+                      hint=damaged) from None
     info_path = run_dir / "data.json"
-    data_info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    data_info = read_json(info_path, "the run's data facts", damaged) if info_path.exists() else {}
+    if not isinstance(data_info, dict):
+        raise FtError("the run's data.json is not a JSON object", where=str(info_path), hint=damaged)
     model, _, strategy = assemble(recipe, load_pretrained=False, task=task, data_info=data_info)
     apply_strategy(strategy, model)
     load_run_weights(model, run_dir)
@@ -325,6 +339,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
 
     loaded = load_run(run_dir)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise FtError("the export folder is a file", where=str(out), hint="choose a new folder")
     if out.exists() and any(out.iterdir()):
         raise FtError("the export folder is not empty", where=str(out), hint="choose a new folder")
     exported = loaded.strategy.export(loaded.model)

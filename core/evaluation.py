@@ -32,6 +32,7 @@ def evaluate_batches(loader: DataLoader, forward: Callable[[Any], torch.Tensor],
     real = len(loader) - (sampler.padding if isinstance(sampler, ShardedBatches) else 0)
     losses: list[torch.Tensor] = []
     count = 0
+    nonfinite = torch.zeros((), dtype=torch.long)  # outputs holding NaN/inf (no sync per batch)
     for i, (inputs, targets) in enumerate(loader):
         inputs, targets = prepare(inputs, targets)
         with autocast():
@@ -42,27 +43,32 @@ def evaluate_batches(loader: DataLoader, forward: Callable[[Any], torch.Tensor],
         n = batch_size_of(targets)
         losses.append(loss.detach().double() * n)
         count += n
+        nonfinite = nonfinite + (~torch.isfinite(outputs.detach())).sum().cpu()
         if evaluator is not None:
             evaluator.update(outputs.float(), targets)
     loss_sum = ExactSum()
     for value in (torch.stack(losses).tolist() if losses else []):
         loss_sum.add(value)
     if isinstance(sampler, ShardedBatches) and sampler.sharded:
-        loss_sum, count, evaluator = merge_shards(loss_sum, count, evaluator, dist)
+        loss_sum, count, evaluator, nonfinite = merge_shards(loss_sum, count, evaluator, dist, int(nonfinite))
     out = {"loss": loss_sum.value / max(1, count)}
     if evaluator is not None:
         out.update(evaluator.compute())
+    if int(nonfinite):  # arg-maxing NaN scores reads as some accuracy: no metric of such outputs is a number
+        out = {key: float("nan") for key in out}
     return out
 
 
-def merge_shards(loss_sum: ExactSum, count: int, evaluator: Evaluator | None,
-                 dist: Distributed) -> tuple[ExactSum, int, Evaluator | None]:
-    """Every rank's share of a split, merged in rank order on every rank."""
-    shards = dist.all_gather_object((loss_sum, count, evaluator.to_cpu() if evaluator else None))
-    loss_sum, count, evaluator = shards[0]
-    for other_loss, other_count, other_evaluator in shards[1:]:
+def merge_shards(loss_sum: ExactSum, count: int, evaluator: Evaluator | None, dist: Distributed,
+                 nonfinite: int = 0) -> tuple[ExactSum, int, Evaluator | None, int]:
+    """Every rank's share of a split, merged in rank order on every rank
+    (``nonfinite``: the count of NaN/inf outputs, summed)."""
+    shards = dist.all_gather_object((loss_sum, count, evaluator.to_cpu() if evaluator else None, nonfinite))
+    loss_sum, count, evaluator, nonfinite = shards[0]
+    for other_loss, other_count, other_evaluator, other_nonfinite in shards[1:]:
         loss_sum.merge(other_loss)
         count += other_count
+        nonfinite += other_nonfinite
         if evaluator is not None:
             evaluator.merge(other_evaluator)
-    return loss_sum, count, evaluator
+    return loss_sum, count, evaluator, nonfinite

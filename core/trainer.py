@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .checkpoint import TrainingParts, latest_checkpoint, load_training_checkpoint, save_best, save_training_checkpoint
+from .checkpoint import TrainingParts, latest_checkpoint, load_training_checkpoint
 from .contracts import batch_size_of, move_to
 from .data import make_loader, resolve_num_workers
 from .distributed import Distributed, get_distributed
@@ -41,11 +41,11 @@ from .freezing import FreezeStrategy, Progress, apply_strategy, parameter_table
 from .meters import EpochMeter
 from .monitor import Monitor, metric_mode
 from .optim import build_optimizer, build_scheduler
-from .parallel import (all_reduce_gradients, configure_cuda, enable_activation_checkpointing, resolve_device,
-                       resolve_precision, shard_fsdp, wrap_ddp)
+from .parallel import (all_reduce_gradients, configure_cuda, cpu_has_native_bf16, enable_activation_checkpointing,
+                       resolve_device, resolve_precision, shard_fsdp, wrap_ddp)
 from .progress import Progress as ProgressBar
 from .recipe import OptimSection, TrainSection
-from .rundir import MetricsLog
+from .rundir import RunDirectory
 from .stopping import StopCheck, StopRequest
 from .sync_batchnorm import has_batch_norm, sync_batch_norm
 
@@ -74,6 +74,7 @@ class FitResult:
     steps: int
     train_seconds: float
     settings: dict = field(default_factory=dict)
+    skipped_steps: int = 0
 
 
 class Trainer:
@@ -90,7 +91,8 @@ class Trainer:
     def __init__(self, model: nn.Module, train_data: DataLoader | Dataset, val_data: DataLoader | Dataset | None = None,
                  *, train: TrainSection | dict | None = None, optim: OptimSection | dict | None = None,
                  strategy: FreezeStrategy | None = None, loss_fn: Callable | None = None,
-                 evaluator: Callable | None = None, collate: Callable | None = None, run_dir: str | Path | None = None,
+                 evaluator: Callable | None = None, collate: Callable | None = None,
+                 run_dir: str | Path | RunDirectory | None = None,
                  callbacks: Iterable[Any] = (), recipe: Any = None, data: Any = None, quiet: bool = False,
                  dist: Distributed | None = None):
         self.cfg = train if isinstance(train, TrainSection) else TrainSection(**(train or {}))
@@ -102,6 +104,8 @@ class Trainer:
             raise TypeError("Trainer needs loss_fn=... for a model without a .loss(outputs, targets) method")
         self.make_evaluator = evaluator or getattr(model, "evaluator", None)
         self.collate = collate
+        self._run_arg = run_dir
+        self.run: RunDirectory | None = None  # the run directory's one writer (known once dist is)
         self.run_dir = Path(run_dir) if run_dir else None
         self.callbacks = list(callbacks)
         self.recipe = recipe
@@ -111,6 +115,10 @@ class Trainer:
 
         self.device = resolve_device(self.cfg.device)
         self.dist = dist or get_distributed(self.device.type)
+        if isinstance(run_dir, RunDirectory):
+            self.run = run_dir
+        elif run_dir:
+            self.run = RunDirectory(run_dir, main=self.dist.is_main)
         self.world_size, self.rank = self.dist.world_size, self.dist.rank
         self.precision = resolve_precision(self.cfg.precision, self.device)
         self.float_dtype = torch.float64 if self.precision == "fp64" else None  # model, inputs and targets
@@ -128,6 +136,8 @@ class Trainer:
         self._epoch_sums: dict = {}  # this rank's running train-loss sums when an epoch stopped
         self._resumed: dict = {}  # the same, read back from a mid-epoch checkpoint
         self._setup_done = False
+        self.skipped_steps = 0  # steps skipped for NaN/inf gradients, over the run
+        self.nonfinite_in_row = 0
 
     # -- setup --------------------------------------------------------------
 
@@ -350,25 +360,50 @@ class Trainer:
             loss_sum += loss.detach().float() * n
         if self._caching_now and self.dist.enabled:  # the head ran outside DDP: average its gradients here
             all_reduce_gradients(self.trainable, self.dist)
+        if self.scaler is not None and self.cfg.clip_grad_norm:
+            self.scaler.unscale_(self.optimizer)
+        # groups held at LR 0 (not yet unfrozen) must not shrink the others' updates
+        moving = [p for g in self.optimizer.param_groups if self._mults.get(g["ft_group"], 1.0) > 0
+                  for p in g["params"]]
         if self.cfg.clip_grad_norm:
-            if self.scaler is not None:
-                self.scaler.unscale_(self.optimizer)
-            # groups held at LR 0 (not yet unfrozen) must not shrink the others' updates
-            moving = [p for g in self.optimizer.param_groups if self._mults.get(g["ft_group"], 1.0) > 0
-                      for p in g["params"]]
-            torch.nn.utils.clip_grad_norm_(moving, self.cfg.clip_grad_norm)
-        if self.scaler is not None:
+            norm = torch.nn.utils.clip_grad_norm_(moving, self.cfg.clip_grad_norm)
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in moving if p.grad is not None])
+        # the gradients are the same on every rank (all-reduced), so every rank skips the same steps;
+        # with a GradScaler (fp16) skipping inf steps is the scaler's own business
+        finite = self.scaler is not None or bool(torch.isfinite(_full(norm)))
+        if not finite:
+            self._nonfinite_step()
+        elif self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             self.optimizer.step()
+            self.nonfinite_in_row = 0
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.step += 1
-        if self.ema is not None:
+        if self.ema is not None and finite:
             self.ema.update(self.step)
         self._reset_newly_unfrozen()
-        return loss_sum
+        return loss_sum if finite else None
+
+    def _nonfinite_step(self) -> None:
+        """A step whose gradients hold NaN/inf is skipped (no update) and
+        counted; too many in a row stop the run before it writes a bad
+        checkpoint or a bad best model."""
+        self.skipped_steps += 1
+        self.nonfinite_in_row += 1
+        if self.nonfinite_in_row <= self.cfg.max_nonfinite_steps:
+            return
+        lr = self.optim_cfg.lr
+        raise FtError(
+            f"training diverged: the loss or the gradients were NaN/inf in {self.nonfinite_in_row} steps in a row "
+            f"(epoch {self.epoch + 1}, step {self.step + 1}); those steps were skipped and nothing of them was saved",
+            where=str(self.run_dir) if self.run_dir else "training",
+            hint=f"lower optim.lr (now {lr:g}), set train.clip_grad_norm, or look for extreme values in the data; "
+                 f"the last checkpoint is intact (--resume continues from it); train.max_nonfinite_steps = "
+                 f"{self.cfg.max_nonfinite_steps} sets how many such steps are skipped first")
 
     def _group_multipliers(self) -> dict[str, float]:
         progress = Progress(self.step, self.step // max(1, self.steps_per_epoch), self.steps_per_epoch)
@@ -404,15 +439,26 @@ class Trainer:
 
         ``resume=True`` continues from the run directory's latest checkpoint
         (on CPU the result equals an unbroken run's, weights and metrics).
+        A ``run_dir`` given as a path is created, locked and repaired here.
         """
+        opened_here = self.run is not None and not isinstance(self._run_arg, RunDirectory)
+        if opened_here:
+            self.dist.decide(lambda: self.run.open(fresh=False) and None)
+        try:
+            return self._fit(resume)
+        finally:
+            if opened_here:
+                self.run.close()
+
+    def _fit(self, resume: bool | str | Path) -> FitResult:
         self.setup()
         start_epoch, start_batch, elapsed_before = 0, 0, 0.0
         if resume:
             start_epoch, start_batch, elapsed_before = self._restore(resume)
         main = self.dist.is_main
-        log = MetricsLog(self.run_dir / "metrics.jsonl") if self.run_dir and main else None
-        if log and resume:
-            log.truncate_after(start_epoch)
+        log = self.run.metrics_log() if self.run else None
+        if log:  # a resumed run replays what followed its checkpoint; a fresh one starts a new log
+            log.truncate_after(start_epoch if resume else 0)
         bar = ProgressBar(self.cfg.progress, self.cfg.log_every, quiet=self.quiet or not main)
         self.info = RunInfo(self.recipe, self.run_dir, self.model, self.device, self.precision, self)
         self._announce(bar, resume, start_epoch, start_batch)
@@ -458,7 +504,7 @@ class Trainer:
         seconds = elapsed_before + time.perf_counter() - clock
         best = self.monitor.best
         return FitResult(self.history, self.monitor.name, best["epoch"], best["value"], stopped, self.step,
-                         seconds, self.settings())
+                         seconds, self.settings(), self.skipped_steps)
 
     def _train_epoch(self, epoch: int, start_batch: int, bar: ProgressBar,
                      elapsed: Callable[[], float]) -> tuple[dict, int, str]:
@@ -491,8 +537,10 @@ class Trainer:
                 break
             n = sum(batch_size_of(t) for _, t in window)
             meter.count(n, self._tokens_in(window))
-            loss_total += self._step(window)
-            seen += n
+            step_loss = self._step(window)
+            if step_loss is not None:  # a skipped (non-finite) step adds nothing to the epoch's loss
+                loss_total += step_loss
+                seen += n
             batch_index += len(window)
             done = -(-batch_index // self.cfg.grad_accum)
             if bar.needs_loss(done):
@@ -507,6 +555,8 @@ class Trainer:
         metrics = {"epoch": epoch + 1, "step": self.step,
                    "train_loss": (totals[0] / totals[1]).item() if totals[1] > 0 else float("nan"),
                    "lr": self._shown_lr(), **meter.figures(self.dist)}
+        if self.skipped_steps:
+            metrics["skipped_steps"] = self.skipped_steps
         return metrics, batch_index, stopped
 
     def _announce(self, bar: ProgressBar, resume: Any, start_epoch: int, start_batch: int) -> None:
@@ -516,6 +566,9 @@ class Trainer:
             return
         shown = {k: v for k, v in self.settings().items() if k not in ("strategy", "callbacks")}
         bar.message("ft: " + " | ".join(f"{k} {v}" for k, v in shown.items()))
+        if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
+            bar.message("ft: warning: this CPU has no native bfloat16 (AVX512-BF16 or AMX): bf16 autocast is "
+                        "emulated here and several times slower than fp32 (set train.precision = \"fp32\")")
         if self.dist.enabled:
             bar.message("ft: devices " + ", ".join(f"rank {r} {d}" for r, d in enumerate(devices)))
         for row in parameter_table(self.model):
@@ -570,13 +623,14 @@ class Trainer:
     # -- checkpoints --------------------------------------------------------
 
     def _save_best(self, metrics: dict) -> None:
-        save_best(self.run_dir, self.model, metrics, self.dist, self.sharded)
+        self.run.save_best(self.model, metrics, self.dist, self.sharded)
 
     def _save_checkpoint(self, epoch: int, batch: int, elapsed: float) -> None:
         name = f"epoch-{epoch}" if batch == 0 else f"epoch-{epoch}-batch-{batch}"
         meta = {"epoch": epoch, "batch": batch, "step": self.step, "elapsed": elapsed,
-                "history": self.history, **self.monitor.state()}
-        path = save_training_checkpoint(self.run_dir / "checkpoints", name, self.parts, meta, self.dist,
+                "history": self.history, "skipped_steps": self.skipped_steps,
+                "nonfinite_in_row": self.nonfinite_in_row, **self.monitor.state()}
+        path = self.run.save_checkpoint(name, self.parts, meta, self.dist,
                                         self.device, self.cfg.keep_checkpoints,
                                         rank_state=self._epoch_sums if batch else None)
         self._emit("ft_checkpoint_saved", run=self.info, path=path, epoch=epoch)
@@ -594,17 +648,37 @@ class Trainer:
         meta, self._resumed = load_training_checkpoint(path, self.parts, self.dist, self.device)
         self.step = meta["step"]
         self.history = meta["history"]
+        self.skipped_steps = meta.get("skipped_steps", 0)
+        self.nonfinite_in_row = meta.get("nonfinite_in_row", 0)
         self.monitor.load(meta)
         self._mults = self._group_multipliers()
         return meta["epoch"], meta["batch"], meta["elapsed"]
 
     def _emit(self, hook: str, **kwargs: Any) -> None:
-        if not self.dist.is_main:
-            return
-        for cb in self.callbacks:
-            fn = getattr(cb, hook, None)
-            if fn is not None:
-                fn(**kwargs)
+        """Fire a lifecycle event on rank 0 (every rank calls this). A
+        callback that fails stops every rank with rank 0's error, never
+        leaving the others waiting at the next collective."""
+        def fire() -> None:
+            for cb in self.callbacks:
+                fn = getattr(cb, hook, None)
+                if fn is None:
+                    continue
+                try:
+                    fn(**kwargs)
+                except FtError:
+                    raise
+                except Exception as exc:
+                    if not self.dist.enabled:
+                        raise
+                    raise FtError(f"callback {type(cb).__name__}.{hook} failed: {exc!r}",
+                                  hint="run with --debug for its traceback") from exc
+
+        self.dist.decide(fire)
+
+
+def _full(tensor: torch.Tensor) -> torch.Tensor:
+    """A sharded (DTensor) norm as one plain tensor."""
+    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
 
 
 def seed_everything(seed: int) -> None:
