@@ -3,7 +3,8 @@ and every fault named by file and line.
 
 Dataset formats whose inputs are a small CSV manifest (paths and labels)
 read it through :func:`read_csv`, so "line N" means the same in every
-domain: the 1-based line of the file, the header being line 1.
+domain: the 1-based line of the file, the header being line 1; and they
+check the files it names with :func:`drop_missing`.
 """
 
 from __future__ import annotations
@@ -11,9 +12,14 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+from collections import Counter
 from pathlib import Path
+from typing import Any, Sequence
 
 from .errors import DataError
+
+#: missing files named in the error (the rest are counted)
+SHOWN_MISSING = 5
 
 
 def read_csv(csv_path: Path, columns: str, *, item: str = "row",
@@ -67,3 +73,30 @@ def read_csv(csv_path: Path, columns: str, *, item: str = "row",
                         hint='a field with a comma or a quote goes in double quotes, with "" for a quote inside'
                         ) from None
     return header, rows
+
+
+def drop_missing(entries: Sequence[Any], skip_bad: bool, skipped: Counter, skipped_files: list[str], where: str,
+                 kind: str = "") -> list[Any]:
+    """The entries whose file exists (one ``stat`` each). An entry has
+    ``path``, ``where`` (its place, e.g. ``FILE: line N``) and ``ref`` (how
+    the error shows it, or None for the path).
+
+    Without ``skip_bad`` any missing file is one DataError at ``where`` (the
+    CSV or the folder) that counts them and names the first few with their
+    lines; with it they are counted as ``missing``. ``kind`` names the files
+    ("audio", "image").
+    """
+    missing = [e for e in entries if not e.path.is_file()]
+    if not missing:
+        return list(entries)
+    if not skip_bad:
+        shown = ", ".join(e.ref or str(e.path) for e in missing[:SHOWN_MISSING])
+        more = f" and {len(missing) - SHOWN_MISSING} more" if len(missing) > SHOWN_MISSING else ""
+        files = f"{kind} files" if kind else "files"
+        raise DataError(f"{len(missing)} of {len(entries)} {files} not found: {shown}{more}", where=where,
+                        hint="paths in a CSV are relative to its folder; fix the paths or the files, or set "
+                             "data.skip_bad = true to skip missing files (they are counted in data.json)")
+    skipped["missing"] += len(missing)
+    skipped_files += [f"{e.where}: missing" for e in missing]
+    gone = {id(e) for e in missing}
+    return [e for e in entries if id(e) not in gone]

@@ -29,6 +29,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from ft.contracts import Backbone, DataBundle
+from ft.csv_table import drop_missing as drop_missing_files
 from ft.csv_table import read_csv as read_table
 from ft.errors import DataError
 from ft.specs import ExistingPath
@@ -40,8 +41,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".ti
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                "dev": "val", "test": "test", "eval": "test"}
 CSV_COLUMNS = "path,label[,split]"
-#: missing files named in one error; the rest are counted
-SHOWN_MISSING = 5
 
 
 class ClassListOptions(VisionDataOptions):
@@ -166,25 +165,8 @@ def read_csv_manifest(csv_path: Path) -> list[Entry]:
 
 def drop_missing(entries: list[Entry], skip_bad: bool, skipped: Counter, skipped_files: list[str],
                  where: str) -> list[Entry]:
-    """The entries whose file exists (one ``stat`` each).
-
-    Without ``skip_bad`` any missing file is one DataError at ``where`` (the
-    CSV or the folder) that counts them and names the first few with their
-    CSV lines; with it they are counted as ``missing``.
-    """
-    missing = [e for e in entries if not e.path.is_file()]
-    if not missing:
-        return entries
-    if not skip_bad:
-        shown = ", ".join(e.ref or str(e.path) for e in missing[:SHOWN_MISSING])
-        more = f" and {len(missing) - SHOWN_MISSING} more" if len(missing) > SHOWN_MISSING else ""
-        raise DataError(f"{len(missing)} of {len(entries)} image files not found: {shown}{more}", where=where,
-                        hint="paths in a CSV are relative to its folder; fix the paths or the files, or set "
-                             "data.skip_bad = true to skip missing files (they are counted in data.json)")
-    skipped["missing"] += len(missing)
-    skipped_files += [f"{e.where}: missing" for e in missing]
-    gone = {id(e) for e in missing}
-    return [e for e in entries if id(e) not in gone]
+    """The entries whose file exists (:func:`ft.csv_table.drop_missing`)."""
+    return drop_missing_files(entries, skip_bad, skipped, skipped_files, where, kind="image")
 
 
 def decode_all(entries: list[Entry], skip_bad: bool, skipped: Counter, skipped_files: list[str]) -> list[Entry]:

@@ -13,6 +13,7 @@ import torch
 
 import ft
 from ft.rundir import RunDirectory
+from test_trainer import Crash, CrashAfterEpoch  # a callback that kills a run after an epoch
 
 
 def test_a_second_writer_is_refused_while_the_first_holds_the_run(registry, make_recipe, tmp_path):
@@ -154,31 +155,3 @@ def write_blobs_csv(path, seed: int, poison: tuple[int, ...] = ()):
         x[row] = 1e30
     path.write_text("".join(",".join(f"{v:.9g}" for v in xs) + f",{int(c)}\n" for xs, c in zip(x.tolist(), y)))
     return path
-
-
-class Crash(Exception):
-    pass
-
-
-class CrashAfterEpoch:
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def ft_epoch_end(self, run, epoch, metrics):
-        if epoch == self.epoch:
-            raise Crash
-
-
-def test_outputs_holding_nan_give_nan_metrics_never_a_best(registry, make_recipe):
-    from ft.engine import assemble
-
-    model, bundle, strategy = assemble(ft.load_recipe(make_recipe()))
-    with torch.no_grad():
-        next(model.head.parameters()).view(-1)[0] = float("nan")  # arg-max over NaN scores reads as some accuracy
-    trainer = ft.Trainer(model, bundle.train, None, strategy=strategy, quiet=True)
-    metrics = trainer.evaluate(bundle.val)
-    assert metrics and all(math.isnan(v) for v in metrics.values()), metrics
-    from ft.monitor import Monitor
-
-    monitor = Monitor("val_accuracy", "max")
-    assert not monitor.update({"epoch": 1, **metrics}) and monitor.best["epoch"] is None
