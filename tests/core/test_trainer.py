@@ -300,3 +300,11 @@ def test_resuming_without_the_average_the_run_started_with_is_a_clear_error(regi
                          run_dir=tmp_path / "run", quiet=True)
     with pytest.raises(ft.FtError, match="no weight average"):
         trainer.fit(resume=True)
+
+
+def test_the_banner_warns_when_bf16_is_emulated_on_this_cpu(registry, make_recipe, capsys):
+    from ft.parallel import cpu_has_native_bf16
+
+    ft.run(make_recipe(train={"epochs": 1, "precision": "bf16"}), quiet=False)
+    warned = "bf16 autocast is emulated here" in capsys.readouterr().out
+    assert warned == (not cpu_has_native_bf16())
