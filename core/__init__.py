@@ -14,30 +14,42 @@ import importlib
 
 import pluggy
 
+#: This package's version (the ``ftkit`` distribution's).
 __version__ = "0.1.0"
 
 #: Marker for plugin hook implementations: ``@ft.hookimpl def ft_backbones(): ...``
 hookimpl = pluggy.HookimplMarker("ft")
 
+# Every name a plugin author or embedder uses, and the module that defines it;
+# docs/plugin_api.md documents each (tests/core/test_public_api.py checks both).
 _LAZY = {
+    # what a plugin provides: the contracts
+    "Backbone": "contracts", "Head": "contracts", "Evaluator": "contracts", "TaskInfo": "contracts",
+    "DataBundle": "contracts", "LayerGroup": "contracts", "BuildContext": "contracts", "groups_by_prefix": "contracts",
+    "HEAD_GROUP": "contracts",
+    "FreezeStrategy": "freezing", "ParamGroup": "freezing", "Progress": "freezing",
+    "ExactSum": "metrics", "checkpoint_modules": "activation_checkpointing",
+    # how a plugin registers it
+    "BackboneSpec": "specs", "HeadSpec": "specs", "FreezeStrategySpec": "specs", "DatasetFormatSpec": "specs",
+    "SectionSpec": "specs", "Options": "specs", "NoOptions": "specs", "RecipePath": "specs",
+    "ExistingPath": "specs", "require": "specs",
+    # errors for people
+    "FtError": "errors", "RecipeError": "errors", "DataError": "errors", "PluginError": "errors",
+    # embedding
     "run": "engine", "build_model": "engine", "load_run": "engine", "evaluate_run": "engine",
-    "predict_run": "engine", "export_run": "engine", "Result": "engine", "assemble": "engine",
+    "predict_run": "engine", "export_run": "engine", "Result": "engine", "LoadedRun": "engine", "assemble": "engine",
     "load_recipe": "recipe", "Recipe": "recipe",
     "Trainer": "trainer", "FitResult": "trainer", "RunInfo": "trainer",
     "FtModel": "model",
-    "Backbone": "contracts", "Head": "contracts", "Evaluator": "contracts", "TaskInfo": "contracts",
-    "DataBundle": "contracts", "LayerGroup": "contracts", "BuildContext": "contracts", "groups_by_prefix": "contracts",
-    "FreezeStrategy": "freezing", "ParamGroup": "freezing", "Progress": "freezing",
-    "FtError": "errors", "RecipeError": "errors", "DataError": "errors", "PluginError": "errors",
     "register_plugin": "_registry", "unregister_plugin": "_registry", "get_registry": "_registry",
-    "checkpoint_modules": "activation_checkpointing", "ExactSum": "metrics",
     "Distributed": "distributed", "get_distributed": "distributed",
 }
 
 __all__ = ["hookimpl", "__version__", *_LAZY]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
+    """Import a public name's module on first use (keeps ``import ft`` cheap)."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'ft' has no attribute {name!r}")
@@ -47,4 +59,5 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
+    """The public names, for ``dir(ft)`` and tab completion."""
     return sorted(__all__)

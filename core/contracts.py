@@ -14,6 +14,11 @@ from torch import nn
 
 from .errors import FtError
 
+#: The name of the head's parameter group: the last of :meth:`ft.FtModel.layer_groups`,
+#: the group freeze strategies and ``optim.head_lr_mult`` treat as the head. A
+#: backbone must not name one of its own layer groups this.
+HEAD_GROUP = "head"
+
 
 @dataclass(frozen=True)
 class TaskInfo:
@@ -32,6 +37,7 @@ class TaskInfo:
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
+        """This task as a JSON object (written to the run's ``task.json``)."""
         return {
             "type": self.type,
             "num_outputs": self.num_outputs,
@@ -41,6 +47,7 @@ class TaskInfo:
 
     @classmethod
     def from_json(cls, data: dict) -> "TaskInfo":
+        """The task :meth:`to_json` wrote."""
         names = data.get("class_names")
         return cls(data["type"], int(data["num_outputs"]), tuple(names) if names else None, data.get("extra") or {})
 
@@ -54,6 +61,7 @@ class LayerGroup:
 
     @property
     def numel(self) -> int:
+        """Number of weights in the group."""
         return sum(p.numel() for p in self.params)
 
 
@@ -84,6 +92,8 @@ class Backbone(nn.Module):
     tokenizer, sample rate and front end).
     """
 
+    #: width ``D`` of the pooled features ``forward`` returns (set in ``__init__``
+    #: or, for data-sized backbones, in ``bind_data``)
     feature_dim: int
     #: parameter-name prefixes that stay frozen whatever the freeze strategy
     #: does (e.g. wav2vec2's convolutional feature extractor); the engine
@@ -156,15 +166,27 @@ class Evaluator:
     whose result does not depend on the order of addition; lists, which are
     concatenated). An evaluator with no ``sums`` that does not override
     :meth:`merge` is not sharded: every rank evaluates the whole split.
+
+    Every metric :meth:`compute` returns has a direction, declared in
+    ``higher_is_better`` (``{"accuracy": True, "rmse": False}``); set it on
+    the class, or on the instance in ``__init__`` when the names depend on
+    options (``ndcg@10``). The trainer reads it to pick the best epoch and
+    to stop early; a metric watched by ``train.monitor`` that is not
+    declared is an error asking for ``train.monitor_mode``. The loss needs
+    no entry: lower is better by definition.
     """
 
     #: attributes holding the running state, each additive (see the class docstring)
     sums: tuple[str, ...] = ()
+    #: per metric name returned by :meth:`compute`: True if a larger value is better
+    higher_is_better: dict[str, bool] = {}
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        """Fold in one batch: the model's ``outputs`` and the batch's ``targets``."""
         raise NotImplementedError
 
     def compute(self) -> dict[str, float]:
+        """The metrics over everything seen so far, by name (no split prefix)."""
         raise NotImplementedError
 
     @property
@@ -211,12 +233,17 @@ def _added(mine: Any, theirs: Any, where: str) -> Any:
 
 
 class Head(nn.Module):
-    """Features -> outputs, plus the task semantics of those outputs."""
+    """Features -> outputs, plus the task semantics of those outputs.
 
-    #: metric the trainer watches for best model / early stopping by default
+    Built by a :class:`ft.specs.HeadSpec` from ``(options, feature_dim,
+    task, ctx)``. Its parameters form the last optimizer group,
+    :data:`ft.HEAD_GROUP`. Whether a larger metric is better is the
+    evaluator's to say (:attr:`Evaluator.higher_is_better`).
+    """
+
+    #: metric (a name :meth:`Evaluator.compute` returns, or ``loss``) the trainer
+    #: watches on the validation split for best model / early stopping by default
     default_metric: str = "loss"
-    #: "max" if a larger ``default_metric`` is better, else "min"
-    default_mode: str = "min"
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean loss over the examples of one batch."""
@@ -267,7 +294,13 @@ class DataBundle:
 
 @dataclass
 class BuildContext:
-    """What a factory may need beyond its own options."""
+    """What a factory may need beyond its own options.
+
+    ``recipe_dir``: the recipe file's folder (relative paths resolve
+    against it); ``load_pretrained``: False when ftkit overwrites the
+    weights anyway (a finished run reloaded), so skip reading them;
+    ``seed``, ``task_type``, ``epochs`` and ``max_steps``: from the recipe.
+    """
 
     recipe_dir: str = "."
     load_pretrained: bool = True
@@ -304,5 +337,6 @@ def batch_size_of(inputs: Any) -> int:
 
 
 def iter_params(groups: Sequence[LayerGroup]) -> Iterator[nn.Parameter]:
+    """The parameters of ``groups``, group by group."""
     for g in groups:
         yield from g.params

@@ -59,6 +59,7 @@ class Distributed:
         return self.rank == 0
 
     def describe(self) -> str:
+        """``"2 rank(s), backend gloo"``: for banners and env.json."""
         return f"{self.world_size} rank(s), backend {self.backend or 'none'}"
 
     # -- objects and flags (over the gloo control group) -------------------------
@@ -96,6 +97,7 @@ class Distributed:
         return bool(t.item())
 
     def barrier(self) -> None:
+        """Wait until every rank gets here (nothing to wait for in one process)."""
         if self.enabled:
             dist.barrier(group=self.control)
 

@@ -44,11 +44,13 @@ class FreezeStrategy:
 
     Subclasses override what they change. Methods receive the unwrapped
     model; for an :class:`ft.FtModel` its ``layer_groups()`` are the backbone
-    groups (input to output) followed by ``head``. A plain ``nn.Module``
-    (bare :class:`ft.Trainer` use) is one group named ``all``.
+    groups (input to output) followed by the head's, named
+    :data:`ft.HEAD_GROUP`. A plain ``nn.Module`` (bare :class:`ft.Trainer`
+    use) is one group named ``all``.
     """
 
-    name = "full"
+    #: the registered name (``freeze.strategy``), shown in logs and the summary
+    name: str = "full"
 
     def apply(self, model: nn.Module) -> None:
         """Set ``requires_grad`` and change the model if needed (LoRA).
@@ -101,6 +103,7 @@ class FreezeStrategy:
         return model
 
     def describe(self) -> dict:
+        """JSON facts for the run summary and model card."""
         return {"strategy": self.name}
 
 

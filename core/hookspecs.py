@@ -18,11 +18,14 @@ Two kinds of hook:
   torchaudio) inside the spec's ``build`` function, and check for them with
   :func:`ft.specs.require` at module import so a missing dependency is
   reported by ``ft plugins`` instead of failing mid-run.
-* **Lifecycle hooks** are called by the trainer at run start, after each
-  epoch, after each checkpoint and at run end, in every registered plugin.
-  Loggers and callbacks are plugins that implement them. Their return values
-  are ignored; an exception in one stops the run (a logger that cannot write
-  should say so, not fail silently).
+* **Lifecycle hooks** are fired by ``Trainer.fit`` (so by ``ft run`` and a
+  bare ``ft.Trainer`` alike) at run start, after each epoch's checkpoint
+  (``ft_checkpoint_saved``), after each epoch (``ft_epoch_end``) and at run
+  end; each event reaches every registered plugin first, then the Python
+  ``callbacks=`` objects in the order given. Loggers and callbacks implement
+  them. Their return values are ignored; an exception in one stops the run
+  with one message naming the plugin (a logger that cannot write should say
+  so, not fail silently), and under several ranks every rank stops.
 
 Lookups are by registered name; nothing in the engine asks which domain a
 plugin serves.
@@ -30,8 +33,16 @@ plugin serves.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import pluggy
 
+if TYPE_CHECKING:  # the hints only: importing these here would load torch for `ft --help`
+    from .specs import BackboneSpec, DatasetFormatSpec, FreezeStrategySpec, HeadSpec, SectionSpec
+    from .trainer import RunInfo
+
+#: Marker for the hook specifications below (plugins use :data:`ft.hookimpl`).
 hookspec = pluggy.HookspecMarker("ft")
 
 
@@ -39,7 +50,7 @@ hookspec = pluggy.HookspecMarker("ft")
 
 
 @hookspec
-def ft_backbones() -> list:
+def ft_backbones() -> list[BackboneSpec]:
     """Return the backbones this plugin provides, as ``ft.specs.BackboneSpec``.
 
     ``BackboneSpec.build(options, ctx)`` returns an :class:`ft.Backbone`: a
@@ -52,7 +63,7 @@ def ft_backbones() -> list:
 
 
 @hookspec
-def ft_heads() -> list:
+def ft_heads() -> list[HeadSpec]:
     """Return the heads this plugin provides, as ``ft.specs.HeadSpec``.
 
     ``HeadSpec.build(options, feature_dim, task, ctx)`` returns an
@@ -63,7 +74,7 @@ def ft_heads() -> list:
 
 
 @hookspec
-def ft_freeze_strategies() -> list:
+def ft_freeze_strategies() -> list[FreezeStrategySpec]:
     """Return freeze strategies, as ``ft.specs.FreezeStrategySpec``.
 
     ``FreezeStrategySpec.build(options, ctx)`` returns an
@@ -75,7 +86,7 @@ def ft_freeze_strategies() -> list:
 
 
 @hookspec
-def ft_dataset_formats() -> list:
+def ft_dataset_formats() -> list[DatasetFormatSpec]:
     """Return dataset formats, as ``ft.specs.DatasetFormatSpec``.
 
     ``DatasetFormatSpec.build(options, backbone, ctx)`` returns an
@@ -90,7 +101,7 @@ def ft_dataset_formats() -> list:
 
 
 @hookspec
-def ft_recipe_sections() -> list:
+def ft_recipe_sections() -> list[SectionSpec]:
     """Return extra top-level recipe sections, as ``ft.specs.SectionSpec``.
 
     Each spec names a section (``[mylogger]``) and a pydantic model that
@@ -103,7 +114,7 @@ def ft_recipe_sections() -> list:
 
 
 @hookspec
-def ft_run_start(run) -> None:
+def ft_run_start(run: RunInfo) -> None:
     """Called once before the first training step.
 
     ``run`` is an :class:`ft.RunInfo`: the resolved recipe (or None for a
@@ -113,20 +124,27 @@ def ft_run_start(run) -> None:
 
 
 @hookspec
-def ft_epoch_end(run, epoch: int, metrics: dict) -> None:
+def ft_epoch_end(run: RunInfo, epoch: int, metrics: dict[str, float]) -> None:
     """Called after each epoch's evaluation with that epoch's metrics.
 
-    ``metrics`` maps names like ``train_loss``, ``val_accuracy``, ``lr`` to
-    floats. On resume, epochs already done are not replayed.
+    ``epoch`` counts from 1. ``metrics`` maps names like ``epoch``,
+    ``train_loss``, ``val_accuracy``, ``lr`` to numbers. On resume, epochs
+    already done are not replayed.
     """
 
 
 @hookspec
-def ft_checkpoint_saved(run, path, epoch: int) -> None:
-    """Called after a checkpoint directory was written completely to ``path``."""
+def ft_checkpoint_saved(run: RunInfo, path: Path, epoch: int) -> None:
+    """Called after a checkpoint directory was written completely to ``path``.
+
+    ``epoch`` is the number of whole epochs finished (a checkpoint written
+    mid-epoch, such as on Ctrl-C, counts only the whole ones).
+    """
 
 
 @hookspec
-def ft_run_end(run, summary: dict) -> None:
+def ft_run_end(run: RunInfo, summary: dict[str, Any]) -> None:
     """Called once after training and the final evaluation, with the summary
-    that is also written to ``summary.json``. Not called when a run fails."""
+    that is also written to ``summary.json`` (a bare ``ft.Trainer``: its
+    ``FitResult.to_summary()``). Not called when a run fails or is
+    interrupted."""

@@ -28,13 +28,16 @@ class ExactSum:
         self.parts: list[float] = []
 
     def add(self, value: float | torch.Tensor) -> None:
+        """Add one addend (a number or a one-element tensor)."""
         self.parts.append(float(value))
 
     def merge(self, other: "ExactSum") -> None:
+        """Add every addend of ``other`` (another rank's share)."""
         self.parts.extend(other.parts)
 
     @property
     def value(self) -> float:
+        """The sum, correctly rounded."""
         return math.fsum(self.parts)
 
 
@@ -42,6 +45,7 @@ class ClassificationEvaluator(Evaluator):
     """Accuracy and macro-F1 from a confusion matrix (outputs are logits)."""
 
     sums = ("confusion",)
+    higher_is_better = {"accuracy": True, "macro_f1": True}
 
     def __init__(self, num_classes: int):
         self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
@@ -70,6 +74,7 @@ class MultilabelEvaluator(Evaluator):
     """Micro/macro F1 and exact-match ratio at threshold 0.5 (outputs are logits)."""
 
     sums = ("tp", "fp", "fn", "exact", "count")
+    higher_is_better = {"micro_f1": True, "macro_f1": True, "exact_match": True}
 
     def __init__(self, num_labels: int):
         self.tp = torch.zeros(num_labels, dtype=torch.long)
@@ -103,8 +108,9 @@ class RegressionEvaluator(Evaluator):
     """MAE and RMSE over all targets."""
 
     sums = ("abs_sum", "sq_sum", "count")
+    higher_is_better = {"mae": False, "rmse": False}
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.abs_sum = ExactSum()
         self.sq_sum = ExactSum()
         self.count = 0

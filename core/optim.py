@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .contracts import HEAD_GROUP
 from .freezing import FreezeStrategy, ParamGroup, Progress
 from .recipe import OptimSection
 
@@ -28,7 +29,7 @@ def build_optimizer(groups: list[ParamGroup], cfg: OptimSection, device: torch.d
     torch_groups: list[dict] = []
     alike: dict[tuple[float, float], dict] = {}
     for group in groups:
-        mult = group.lr_mult * (cfg.head_lr_mult if group.name == "head" else 1.0)
+        mult = group.lr_mult * (cfg.head_lr_mult if group.name == HEAD_GROUP else 1.0)
         decay = [p for p in group.params if p.requires_grad and not no_weight_decay(p)]
         plain = [p for p in group.params if p.requires_grad and no_weight_decay(p)]
         wd_decay = cfg.weight_decay if group.weight_decay is None else group.weight_decay

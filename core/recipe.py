@@ -161,9 +161,11 @@ class Recipe:
 
     @property
     def recipe_dir(self) -> Path:
+        """The folder relative paths in the recipe are read against (the current folder for a dict)."""
         return self.path.parent if self.path else Path.cwd()
 
     def to_dict(self) -> dict:
+        """The resolved recipe: every section with its defaults filled in, as plain TOML-able values."""
         out: dict[str, Any] = {"task": self.task.model_dump(mode="json")}
         for section in ("data", "backbone", "head", "freeze"):
             comp: Component = getattr(self, section)
@@ -177,6 +179,7 @@ class Recipe:
         return out
 
     def to_toml(self) -> str:
+        """:meth:`to_dict` as TOML text (what a run writes as recipe.toml)."""
         import tomli_w
 
         return tomli_w.dumps(self.to_dict())

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ft.contracts import LayerGroup
+from ft.contracts import HEAD_GROUP, LayerGroup
 from ft.errors import FtError
 from ft.freezing import FreezeStrategy, ParamGroup
 
@@ -35,7 +35,7 @@ class Split:
     def depth(self) -> dict[str, int]:
         """Distance from the head: head 0, top backbone group 1, ... bottom n."""
         n = len(self.groups)
-        return {"head": 0, **{g.name: n - i for i, g in enumerate(self.groups)}}
+        return {HEAD_GROUP: 0, **{g.name: n - i for i, g in enumerate(self.groups)}}
 
 
 def groups_text(groups: list[LayerGroup]) -> str:
@@ -79,10 +79,10 @@ def split_model(model: nn.Module, strategy: str) -> Split:
         raise strategy_error(strategy, f"backbone {type(backbone).__name__} leaves {len(missing)} parameter(s) "
                                        f"out of its layer groups ({shown}); they would never train",
                              hint="fix the backbone's layer_groups() (ft.groups_by_prefix checks this)")
-    if any(g.name == "head" for g in groups):
-        raise strategy_error(strategy, "a backbone layer group is named 'head', which is the head's group name",
+    if any(g.name == HEAD_GROUP for g in groups):
+        raise strategy_error(strategy, f"a backbone layer group is named {HEAD_GROUP!r}, the head's group name",
                              hint="rename that group in the backbone's layer_groups()")
-    return Split(backbone, head, groups, LayerGroup("head", list(head.parameters())))
+    return Split(backbone, head, groups, LayerGroup(HEAD_GROUP, list(head.parameters())))
 
 
 def require_layers(split: Split, strategy: str, option: str | None = None) -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 from pydantic import Field
 from torch import nn
 
+from ft.contracts import HEAD_GROUP
 from ft.freezing import ParamGroup, Progress
 
 from ._split import require_layers, split_model, train_with_frozen_norms, trainable_param_groups
@@ -106,7 +107,7 @@ class LpFtStrategy(_LrFrozenStrategy):
 
     def lr_multiplier(self, group: str, progress: Progress) -> float:
         probing = progress.epoch < self.options.probe_epochs
-        if group == "head":
+        if group == HEAD_GROUP:
             return 1.0 if probing else self.options.head_ft_lr_mult
         return 0.0 if probing else self.options.ft_lr_mult
 

@@ -15,7 +15,7 @@ from pydantic import Field
 from torch import nn
 
 import ft
-from ft.contracts import Evaluator, Head, TaskInfo
+from ft.contracts import BuildContext, Evaluator, Head, TaskInfo
 from ft.metrics import ClassificationEvaluator, MultilabelEvaluator, RegressionEvaluator
 from ft.specs import HeadSpec, Options
 
@@ -29,6 +29,8 @@ class HeadOptions(Options):
 
 
 class MlpOptions(HeadOptions):
+    """Options of the ``mlp`` head."""
+
     hidden: list[int] = Field(default_factory=lambda: [256], description="hidden layer widths")
 
 
@@ -43,14 +45,15 @@ class TaskHead(Head):
         self.class_names = list(task.class_names) if task.class_names else [str(i) for i in range(task.num_outputs)]
         self.label_smoothing = options.label_smoothing
         self.regression_loss = options.regression_loss
-        self.default_metric, self.default_mode = {
-            "classification": ("accuracy", "max"), "multilabel": ("micro_f1", "max"), "regression": ("rmse", "min"),
-        }[task.type]
+        # the evaluator declares whether each metric rises or falls (Evaluator.higher_is_better)
+        self.default_metric = {"classification": "accuracy", "multilabel": "micro_f1", "regression": "rmse"}[task.type]
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits (classification, multi-label) or values (regression)."""
         return self.body(features)
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy, binary cross-entropy or the regression loss, by task."""
         if self.task_type == "classification":
             return F.cross_entropy(outputs.float(), targets.long(), label_smoothing=self.label_smoothing)
         if self.task_type == "multilabel":
@@ -60,6 +63,7 @@ class TaskHead(Head):
         return fn(pred, targets.float())
 
     def evaluator(self) -> Evaluator:
+        """The task's evaluator; each declares its metrics' directions."""
         if self.task_type == "classification":
             return ClassificationEvaluator(self.num_outputs)
         if self.task_type == "multilabel":
@@ -67,6 +71,7 @@ class TaskHead(Head):
         return RegressionEvaluator()
 
     def predict(self, outputs: torch.Tensor, top_k: int = 3) -> list[list[tuple[str, float]]]:
+        """Top classes with probabilities, or every target's value (regression)."""
         if self.task_type == "regression":
             return [[(name, float(v)) for name, v in zip(self.class_names, row.reshape(-1).tolist())]
                     for row in outputs]
@@ -77,12 +82,14 @@ class TaskHead(Head):
                 for vs, ix in zip(values, indices)]
 
 
-def build_linear(options: HeadOptions, feature_dim: int, task: TaskInfo, ctx) -> TaskHead:
+def build_linear(options: HeadOptions, feature_dim: int, task: TaskInfo, ctx: BuildContext) -> TaskHead:
+    """The ``linear`` head: dropout, then one linear layer."""
     body = nn.Sequential(nn.Dropout(options.dropout), nn.Linear(feature_dim, task.num_outputs))
     return TaskHead(body, task, options)
 
 
-def build_mlp(options: MlpOptions, feature_dim: int, task: TaskInfo, ctx) -> TaskHead:
+def build_mlp(options: MlpOptions, feature_dim: int, task: TaskInfo, ctx: BuildContext) -> TaskHead:
+    """The ``mlp`` head: ``options.hidden`` GELU layers with dropout, then a linear layer."""
     layers: list[nn.Module] = []
     width = feature_dim
     for hidden in options.hidden:
@@ -94,6 +101,7 @@ def build_mlp(options: MlpOptions, feature_dim: int, task: TaskInfo, ctx) -> Tas
 
 @ft.hookimpl
 def ft_heads() -> list[HeadSpec]:
+    """The built-in heads: ``linear`` and ``mlp``."""
     return [
         HeadSpec("linear", build_linear, HeadOptions, description="dropout + linear layer"),
         HeadSpec("mlp", build_mlp, MlpOptions, description="MLP with GELU and dropout"),

@@ -72,6 +72,7 @@ class RankingEvaluator(Evaluator):
 
     def __init__(self, k: int = 10):
         self.k = k
+        self.higher_is_better = {name: True for name in self._names()}
         # per-user metric totals, exact whatever order ranks' shards are merged in
         self.totals: dict[str, ExactSum] = {name: ExactSum() for name in self._names()}
         self.users = 0
@@ -80,6 +81,7 @@ class RankingEvaluator(Evaluator):
         return (f"ndcg@{self.k}", f"recall@{self.k}", f"hit@{self.k}")
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        """Add each user's metrics (users without a relevant item are skipped)."""
         if targets.dim() == 1:  # training examples (``ft eval --split train``): the one next item is relevant
             relevant = torch.zeros_like(outputs, dtype=torch.bool).scatter_(1, targets.long()[:, None], True)
             targets = torch.stack([relevant, torch.zeros_like(relevant)], 1)
@@ -90,6 +92,7 @@ class RankingEvaluator(Evaluator):
         self.users += int(keep.sum())
 
     def compute(self) -> dict[str, float]:
+        """Each metric's mean over the users seen."""
         return {n: self.totals[n].value / self.users if self.users else float("nan") for n in self._names()}
 
 
@@ -106,8 +109,6 @@ class RankingOptions(Options):
 
 class RankingHead(Head):
     """Catalogue scores -> calibrated scores; the ranking loss and metrics."""
-
-    default_mode = "max"
 
     def __init__(self, options: RankingOptions, n_items: int, item_ids: list[str]):
         super().__init__()
@@ -166,7 +167,6 @@ class RatingHead(Head):
     MAE and RMSE."""
 
     default_metric = "rmse"
-    default_mode = "min"
 
     def __init__(self, mean_rating: float):
         super().__init__()
