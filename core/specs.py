@@ -8,6 +8,7 @@ options. Options models should forbid unknown keys (inherit
 from __future__ import annotations
 
 import importlib.util
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Callable, get_args
@@ -70,24 +71,59 @@ RecipePath = Annotated[Path, WrapValidator(_resolve_path)]
 ExistingPath = Annotated[Path, WrapValidator(_resolve_path), AfterValidator(_must_exist)]
 
 
-def require(module: str, extra: str) -> None:
-    """Raise ImportError naming the pip extra if ``module`` is not installed.
+def require(module: str, extra: str | None = None, *, distribution: str | None = None) -> None:
+    """Raise ImportError saying what to ``pip install`` if ``module`` is not installed.
 
     Call at a plugin module's top level: cheap (no import), and the error is
-    shown by ``ft plugins`` instead of surfacing mid-run.
+    shown by ``ft plugins`` instead of surfacing mid-run. The advice names
+    the plugin's own distribution: ``distribution`` if given, else the one
+    whose ``ft`` entry point (or, failing that, whose files) holds the
+    calling module's package: ``pip install 'DISTRIBUTION[EXTRA]'``, or,
+    without ``extra`` (the distribution has no extra that brings
+    ``module``), ``pip install MODULE``. A built-in plugin is told
+    ``pip install 'ftkit[EXTRA]'``; a third-party one its own name, never
+    ftkit's.
     """
-    if importlib.util.find_spec(module) is None:
-        raise ImportError(f"{module} is not installed; install it with: pip install 'ftkit[{extra}]'")
+    if importlib.util.find_spec(module) is not None:
+        return
+    if distribution is None:
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        distribution = _distribution_of(caller)
+    if extra and distribution:
+        advice = f"pip install '{distribution}[{extra}]'"
+    else:
+        advice = f"pip install {module}" + (f" (needed by {distribution})" if distribution else "")
+    raise ImportError(f"{module} is not installed; install it with: {advice}")
+
+
+def _distribution_of(module_name: str) -> str | None:
+    """The installed distribution that provides the module ``module_name``:
+    the one whose ``ft`` entry point names it (or its package), else the one
+    whose files hold its top-level package; None if none does."""
+    from importlib import metadata
+
+    top = module_name.split(".")[0]
+    eps = [ep for ep in metadata.entry_points(group="ft") if ep.dist is not None]
+    for same in (lambda m: m == module_name, lambda m: m.split(".")[0] == top):  # the exact module first
+        for ep in eps:
+            if same(ep.module):
+                return ep.dist.name
+    found = metadata.packages_distributions().get(top)
+    return found[0] if found else None
 
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """``build(options, ctx) -> ft.Backbone``."""
+    """``build(options, ctx) -> ft.Backbone``. ``sample_options``: the
+    ``[backbone]`` options (without ``name``) of a small instance that builds
+    offline, used by the conformance kit :mod:`ft.testing` (None: the kit
+    cannot build one on its own and skips the backbone)."""
 
     name: str
     build: Callable[..., Any]
     options: type[BaseModel] = NoOptions
     description: str = ""
+    sample_options: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -120,7 +156,10 @@ class DatasetFormatSpec:
     referenced files exist), used by ``ft validate`` and at the start of
     ``ft run``. It raises :class:`ft.DataError` naming the file (and
     ``line N`` of it, or ``row N`` of the data) and returns a one-line
-    description (``"1,696 train / 352 val clips, 8 classes"``)."""
+    description (``"1,696 train / 352 val clips, 8 classes"``).
+    ``sample(folder) -> dict`` writes a tiny data set of this format (for the
+    first of ``tasks``) under ``folder`` and returns its ``[data]`` options
+    (without ``format``); the conformance kit :mod:`ft.testing` trains on it."""
 
     name: str
     build: Callable[..., Any]
@@ -129,6 +168,7 @@ class DatasetFormatSpec:
     tasks: tuple[str, ...] = ("classification", "multilabel", "regression")
     description: str = ""
     check: Callable[..., str | None] | None = None
+    sample: Callable[[Path], dict] | None = None
 
 
 @dataclass(frozen=True)

