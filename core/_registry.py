@@ -78,6 +78,12 @@ class PluginRecord:
         return f"plugin {self.name} (distribution {self.distribution})"
 
     @property
+    def described(self) -> str:
+        """``plugin NAME (distribution D version V)``, as provenance names a plugin."""
+        version = f" version {self.version}" if self.version else ""
+        return f"plugin {self.name} (distribution {self.distribution}{version})"
+
+    @property
     def switch_off(self) -> str:
         """The ``FT_DISABLE_PLUGINS`` entry that switches off this plugin alone."""
         return self.name if ":" in self.name else f"{self.distribution}:{self.name}"
@@ -280,6 +286,14 @@ class Registry:
         """The plugin that registered ``name`` for ``hook`` ("?" if none did)."""
         entry = self.entries[hook].get(name)
         return entry.plugin if entry else "?"
+
+    def component(self, hook: str, name: str) -> dict[str, str]:
+        """Where the ``name`` registered for ``hook`` comes from: its kind, name,
+        plugin, distribution and version (``"?"`` for what nobody registered)."""
+        entry = self.entries[hook].get(name)
+        record = self.records.get(entry.plugin) if entry else None
+        return {"kind": KINDS[hook][0], "name": name, "plugin": entry.plugin if entry else "?",
+                "distribution": record.distribution if record else "?", "version": record.version if record else "?"}
 
     def call_each(self, hook: str, hint: Callable[[PluginRecord], str], **kwargs: Any) -> None:
         """Call every plugin's implementation of ``hook`` one at a time, in

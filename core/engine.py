@@ -24,11 +24,12 @@ from .files import read_json, read_safetensors, write_json_atomic
 from .fingerprint import describe
 from .freezing import FreezeStrategy, apply_strategy, parameter_table
 from .model import FtModel
+from .provenance import check_installed, plugin_step, provenance
 from .parallel import is_sharded, resolve_device
 from .recipe import Recipe, load_recipe
 from .run_plan import RunPlan, check_can_resume, plan_run_dir
-from .rundir import RunDirectory, environment, new_run_dir
-from .trainer import Trainer, seed_everything
+from .rundir import RunDirectory, environment, new_run_dir, recorded_components
+from .trainer import FitResult, Trainer, seed_everything
 
 
 @dataclass
@@ -43,57 +44,19 @@ class Result:
     recipe: Recipe | None = None
 
 
-class HookRelay:
-    """Forwards the trainer's lifecycle events to every registered plugin.
-
-    Each plugin's implementation is called on its own, so one that raises is
-    named: a :class:`ft.PluginError` "plugin NAME (distribution D): its
-    HOOK hook failed: ERROR", whose hint says what state the run is left in.
-    The run stops there. ``Trainer.fit`` writes an epoch's checkpoint before
-    it fires ``ft_checkpoint_saved`` and ``ft_epoch_end``, so a failing
-    logger never costs the last checkpoint.
-    """
-
-    def __init__(self, registry: Registry):
-        self.registry = registry
-
-    def ft_run_start(self, run) -> None:
-        self.registry.call_each("ft_run_start", lambda p: f"nothing was trained yet: {p.remedy}, then run again",
-                                run=run)
-
-    def ft_epoch_end(self, run, epoch, metrics) -> None:
-        self.registry.call_each("ft_epoch_end", lambda p: self._resume_hint(run, p), run=run, epoch=epoch,
-                                metrics=metrics)
-
-    def ft_checkpoint_saved(self, run, path, epoch) -> None:
-        self.registry.call_each("ft_checkpoint_saved", lambda p: self._resume_hint(run, p), run=run, path=path,
-                                epoch=epoch)
-
-    def ft_run_end(self, run, summary) -> None:
-        self.registry.call_each(
-            "ft_run_end", lambda p: f"training and the final evaluation finished; the run directory "
-                                    f"{run.run_dir} is complete: {p.remedy}", run=run, summary=summary)
-
-    @staticmethod
-    def _resume_hint(run, plugin) -> str:
-        recipe, run_dir = run.recipe, Path(run.run_dir) if run.run_dir else None
-        if run_dir is None or recipe is None or not recipe.train.checkpoint:
-            return (f"the run stopped and train.checkpoint is off, so there is no checkpoint: {plugin.remedy}, "
-                    "then run again")
-        command = f"ft run {recipe.path} --resume {run_dir}" if recipe.path else "ft.run(recipe, resume=True)"
-        return (f"the run stopped; its last checkpoint (in {run_dir / 'checkpoints'}) was written before the hook "
-                f"ran and is intact: {plugin.remedy}, then continue the run: {command}")
-
-
 def _ctx(recipe: Recipe, load_pretrained: bool) -> BuildContext:
     return BuildContext(recipe_dir=str(recipe.recipe_dir), load_pretrained=load_pretrained, seed=recipe.train.seed,
                         task_type=recipe.task.type, epochs=recipe.train.epochs, max_steps=recipe.train.max_steps)
 
 
 def build_backbone(recipe: Recipe, registry: Registry | None = None, load_pretrained: bool = True) -> Backbone:
+    """The backbone ``backbone.name`` names, built by its plugin (see
+    :func:`ft.provenance.plugin_step` for how a failing plugin is reported)."""
     registry = registry or get_registry()
-    spec = registry.get("ft_backbones", recipe.backbone.name)
-    return spec.build(recipe.backbone.options, _ctx(recipe, load_pretrained))
+    name = recipe.backbone.name
+    spec = registry.get("ft_backbones", name)
+    return plugin_step(registry, "ft_backbones", name, "building the backbone",
+                       lambda: spec.build(recipe.backbone.options, _ctx(recipe, load_pretrained)))
 
 
 def check_data(recipe: Recipe, registry: Registry | None = None) -> str | None:
@@ -104,13 +67,16 @@ def check_data(recipe: Recipe, registry: Registry | None = None) -> str | None:
     spec = registry.get("ft_dataset_formats", recipe.data.name)
     if spec.check is None:
         return None
-    return spec.check(recipe.data.options, _ctx(recipe, False))
+    return plugin_step(registry, "ft_dataset_formats", recipe.data.name, "checking the data",
+                       lambda: spec.check(recipe.data.options, _ctx(recipe, False)))
 
 
 def build_data(recipe: Recipe, backbone: Backbone, registry: Registry | None = None) -> DataBundle:
+    """The train/val/test data ``data.format`` reads, with the backbone's preprocessing."""
     registry = registry or get_registry()
     spec = registry.get("ft_dataset_formats", recipe.data.name)
-    bundle = spec.build(recipe.data.options, backbone, _ctx(recipe, True))
+    bundle = plugin_step(registry, "ft_dataset_formats", recipe.data.name, "reading the data",
+                         lambda: spec.build(recipe.data.options, backbone, _ctx(recipe, True)))
     if len(bundle.train) == 0:
         raise FtError("the training split is empty", where=f"data ({recipe.data.name})")
     if bundle.task.type != recipe.task.type:
@@ -120,15 +86,19 @@ def build_data(recipe: Recipe, backbone: Backbone, registry: Registry | None = N
 
 
 def build_head(recipe: Recipe, feature_dim: int, task: TaskInfo, registry: Registry | None = None) -> Head:
+    """The head ``head.type`` names, on ``feature_dim`` features, for ``task``."""
     registry = registry or get_registry()
     spec = registry.get("ft_heads", recipe.head.name)
-    return spec.build(recipe.head.options, feature_dim, task, _ctx(recipe, True))
+    return plugin_step(registry, "ft_heads", recipe.head.name, "building the head",
+                       lambda: spec.build(recipe.head.options, feature_dim, task, _ctx(recipe, True)))
 
 
 def build_strategy(recipe: Recipe, registry: Registry | None = None) -> FreezeStrategy:
+    """The freeze strategy ``freeze.strategy`` names, with its options."""
     registry = registry or get_registry()
     spec = registry.get("ft_freeze_strategies", recipe.freeze.name)
-    return spec.build(recipe.freeze.options, _ctx(recipe, True))
+    return plugin_step(registry, "ft_freeze_strategies", recipe.freeze.name, "building the freeze strategy",
+                       lambda: spec.build(recipe.freeze.options, _ctx(recipe, True)))
 
 
 def assemble(recipe: Recipe, registry: Registry | None = None, *, load_pretrained: bool = True,
@@ -202,9 +172,8 @@ def _train(recipe: Recipe, plan: RunPlan, run_dir: RunDirectory, model: FtModel,
            strategy: FreezeStrategy, registry: Registry, dist: Distributed, quiet: bool,
            callbacks: list | None) -> Result:
     trainer = Trainer(model, bundle.train, bundle.val, train=recipe.train, optim=recipe.optim, strategy=strategy,
-                      collate=model.backbone.collate(), run_dir=run_dir,
-                      callbacks=[HookRelay(registry), *(callbacks or [])], recipe=recipe, data=bundle, quiet=quiet,
-                      dist=dist)
+                      collate=model.backbone.collate(), run_dir=run_dir, callbacks=callbacks or [],
+                      registry=registry, recipe=recipe, data=bundle, quiet=quiet, dist=dist)
     main = dist.is_main
     if main and not quiet:
         if run_dir.repaired:
@@ -213,41 +182,50 @@ def _train(recipe: Recipe, plan: RunPlan, run_dir: RunDirectory, model: FtModel,
             print(f"ft: {run_dir.path} has no checkpoint yet: starting it again from the beginning")
         if plan.changes:
             print(f"ft: resuming with {describe(plan.changes)} (recorded in run.json)")
+    components = provenance(recipe, registry)
     run_dir.record_start(recipe, plan.data_files,
-                         environment(str(trainer.device), trainer.precision, dist.world_size, dist.backend),
+                         environment(str(trainer.device), trainer.precision, dist.world_size, dist.backend,
+                                     components=components),
                          model.task.to_json(),
                          {"fingerprint": bundle.fingerprint, "sizes": _sizes(bundle), **bundle.info},
                          resumed_with=plan.changes if plan.resuming else None)
-    fit = trainer.fit(resume=plan.resuming)
+
+    def finish(fit: FitResult) -> dict:
+        """After the last epoch, inside ``Trainer.fit``: the best weights, the
+        final evaluation and the run's files; the summary ``ft_run_end`` gets."""
+        _load_best(model, run_dir.path, dist)
+        if strategy.finish(model, bundle, trainer.device):
+            run_dir.replace_best_model(model, dist)
+        t0 = time.perf_counter()
+        metrics: dict[str, dict[str, float]] = {}
+        for split, data in (("val", bundle.val), ("test", bundle.test)):
+            if data is not None:
+                metrics[split] = {k.split("_", 1)[1]: v for k, v in trainer.evaluate(data, split).items()}
+        params = parameter_table(model)
+        summary = {
+            "recipe": recipe.name, "run_dir": str(run_dir.path), "metrics": metrics,
+            "best_epoch": fit.best_epoch, "monitor": fit.monitor, "best_value": fit.best_value,
+            "stopped": fit.stopped, "epochs_run": len(fit.history), "steps": fit.steps,
+            "skipped_steps": fit.skipped_steps,
+            "train_seconds": round(fit.train_seconds, 3), "eval_seconds": round(time.perf_counter() - t0, 3),
+            "device": str(trainer.device), "precision": trainer.precision, "settings": fit.settings,
+            "params": {"total": sum(r["trainable"] + r["frozen"] for r in params),
+                       "trainable": sum(r["trainable"] for r in params), "groups": params},
+            "data": _sizes(bundle), "components": components,
+        }
+        run_dir.finish(summary, fit.history, recipe.to_dict())
+        return summary
+
+    # Trainer.fit fires every lifecycle event, ft_run_end too, with the summary finish() returns
+    fit = trainer.fit(resume=plan.resuming, summary=finish)
     if fit.stopped == "interrupted":
         raise KeyboardInterrupt
-    _load_best(model, run_dir.path, dist)
-    if strategy.finish(model, bundle, trainer.device):
-        run_dir.replace_best_model(model, dist)
-    t0 = time.perf_counter()
-    metrics: dict[str, dict[str, float]] = {}
-    for split, data in (("val", bundle.val), ("test", bundle.test)):
-        if data is not None:
-            metrics[split] = {k.split("_", 1)[1]: v for k, v in trainer.evaluate(data, split).items()}
-    params = parameter_table(model)
-    summary = {
-        "recipe": recipe.name, "run_dir": str(run_dir.path), "metrics": metrics,
-        "best_epoch": fit.best_epoch, "monitor": fit.monitor, "best_value": fit.best_value,
-        "stopped": fit.stopped, "epochs_run": len(fit.history), "steps": fit.steps,
-        "skipped_steps": fit.skipped_steps,
-        "train_seconds": round(fit.train_seconds, 3), "eval_seconds": round(time.perf_counter() - t0, 3),
-        "device": str(trainer.device), "precision": trainer.precision, "settings": fit.settings,
-        "params": {"total": sum(r["trainable"] + r["frozen"] for r in params),
-                   "trainable": sum(r["trainable"] for r in params), "groups": params},
-        "data": _sizes(bundle),
-    }
-    run_dir.finish(summary, fit.history, recipe.to_dict())
-    trainer._emit("ft_run_end", run=trainer.info, summary=summary)
+    summary = fit.summary
     if main and not quiet:
-        shown = "  ".join(f"{s}_{k} {v:.4f}" for s, m in metrics.items() for k, v in m.items())
+        shown = "  ".join(f"{s}_{k} {v:.4f}" for s, m in summary["metrics"].items() for k, v in m.items())
         print(f"ft: done in {fit.train_seconds:.1f} s ({fit.stopped}); {shown}\nft: run directory {run_dir.path}")
     dist.barrier()
-    return Result(metrics, run_dir.path, model, summary, recipe)
+    return Result(summary["metrics"], run_dir.path, model, summary, recipe)
 
 
 def _load_best(model: FtModel, run_dir: Path, dist: Distributed) -> None:
@@ -292,6 +270,8 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     run_dir = Path(run_dir)
     if not (run_dir / "recipe.toml").exists():
         raise FtError("not an ft run directory (no recipe.toml)", where=str(run_dir))
+    # a plugin the run used and this process lacks: name what to install, before the recipe fails on its names
+    check_installed(recorded_components(run_dir), get_registry(), where=str(run_dir))
     recipe = load_recipe(run_dir / "recipe.toml")
     damaged = "the run directory is damaged: copy the file back from a backup, or train the run again"
     try:
@@ -352,7 +332,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     import tomli_w
 
     (out / "recipe.toml").write_text(tomli_w.dumps(recipe))
-    for name in ("task.json", "data.json", "MODEL_CARD.md", "summary.json"):
+    for name in ("task.json", "data.json", "env.json", "MODEL_CARD.md", "summary.json"):
         if (loaded.run_dir / name).exists():
             shutil.copy2(loaded.run_dir / name, out / name)
     write_json_atomic(out / "export.json", {"source": str(Path(run_dir).resolve()),
@@ -371,7 +351,10 @@ def predict_run(run_dir: str | Path, inputs: list[str], top_k: int = 3) -> list[
         raise FtError(f"data format {loaded.recipe.data.name!r} does not support predicting from raw inputs",
                       where=f"plugin {registry.provider('ft_dataset_formats', loaded.recipe.data.name)}")
     backbone = loaded.model.backbone
-    examples = [(spec.read_input(raw, loaded.recipe.data.options, backbone), 0) for raw in inputs]
+    name = loaded.recipe.data.name
+    examples = [(plugin_step(registry, "ft_dataset_formats", name, f"reading the input {raw!r}",
+                             lambda raw=raw: spec.read_input(raw, loaded.recipe.data.options, backbone)), 0)
+                for raw in inputs]
     batch_inputs, _ = (backbone.collate() or default_collate)(examples)
     outputs = loaded.model(batch_inputs)
     return loaded.model.head.predict(outputs.float(), top_k=top_k)

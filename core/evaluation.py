@@ -32,7 +32,7 @@ def evaluate_batches(loader: DataLoader, forward: Callable[[Any], torch.Tensor],
     real = len(loader) - (sampler.padding if isinstance(sampler, ShardedBatches) else 0)
     losses: list[torch.Tensor] = []
     count = 0
-    nonfinite = torch.zeros((), dtype=torch.long)  # outputs holding NaN/inf (no sync per batch)
+    nonfinite = torch.zeros((), dtype=torch.long)  # outputs holding NaN/+inf (no sync per batch)
     for i, (inputs, targets) in enumerate(loader):
         inputs, targets = prepare(inputs, targets)
         with autocast():
@@ -43,7 +43,8 @@ def evaluate_batches(loader: DataLoader, forward: Callable[[Any], torch.Tensor],
         n = batch_size_of(targets)
         losses.append(loss.detach().double() * n)
         count += n
-        nonfinite = nonfinite + (~torch.isfinite(outputs.detach())).sum().cpu()
+        # -inf is how scores mask what may not be chosen (padding, seen items); NaN and +inf are breakage
+        nonfinite = nonfinite + (torch.isnan(outputs.detach()) | torch.isposinf(outputs.detach())).sum().cpu()
         if evaluator is not None:
             evaluator.update(outputs.float(), targets)
     loss_sum = ExactSum()

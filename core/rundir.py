@@ -256,7 +256,12 @@ def new_run_dir(root: str | Path, recipe_name: str) -> Path:
                           hint="choose an output.root you can write to (--set output.root=...)") from None
 
 
-def environment(device: str, precision: str, world_size: int = 1, backend: str | None = None) -> dict[str, Any]:
+def environment(device: str, precision: str, world_size: int = 1, backend: str | None = None, *,
+                components: list[dict] | None = None) -> dict[str, Any]:
+    """env.json: versions, platform, device, command and, as ``components``,
+    the plugin, distribution and version behind every component the run uses
+    (see :mod:`ft.provenance`; ``ft eval`` reads it back to name a missing
+    plugin)."""
     import torch
 
     versions = {"python": sys.version.split()[0], "torch": torch.__version__}
@@ -278,6 +283,7 @@ def environment(device: str, precision: str, world_size: int = 1, backend: str |
         "threads": torch.get_num_threads(),
         "command": " ".join(sys.argv),
         "started": datetime.now().isoformat(timespec="seconds"),
+        "components": components or [],
     }
 
 
@@ -355,7 +361,9 @@ def plot_curves(history: list[dict], path: Path) -> None:
 
 
 def write_model_card(run_dir: Path, recipe: dict, summary: dict) -> None:
-    """A short MODEL_CARD.md: what, on what, how well, how to reproduce."""
+    """A short MODEL_CARD.md: what, on what, which plugin (distribution,
+    version) provided each component (``summary["components"]``, else
+    env.json's), how well, how to reproduce."""
     def fmt(v: Any) -> str:
         return f"{v:.4f}" if isinstance(v, float) else str(v)
 
@@ -394,4 +402,24 @@ def write_model_card(run_dir: Path, recipe: dict, summary: dict) -> None:
         "Metrics are on the splits above only; check the data card of the dataset for what it covers.",
         "",
     ]
+    components = summary.get("components") or recorded_components(run_dir)
+    if components:
+        lines[lines.index("## Results"):lines.index("## Results")] = [
+            "## Components",
+            "| kind | name | plugin | distribution | version |",
+            "|---|---|---|---|---|",
+            *(f"| {c.get('kind')} | `{c.get('name')}` | {c.get('plugin')} | {c.get('distribution')} | "
+              f"{c.get('version') or '-'} |" for c in components),
+            "",
+        ]
     write_text_atomic(run_dir / "MODEL_CARD.md", "\n".join(line for line in lines if line is not None))
+
+
+def recorded_components(run_dir: Path) -> list[dict]:
+    """The components env.json recorded (see :func:`environment`); none if it
+    is missing, unreadable or from a run before they were recorded."""
+    try:
+        env = json.loads((run_dir / "env.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return env.get("components") or [] if isinstance(env, dict) else []

@@ -29,13 +29,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ._registry import Registry
 from .checkpoint import TrainingParts, latest_checkpoint, load_training_checkpoint
-from .contracts import batch_size_of, move_to
+from .contracts import HEAD_GROUP, batch_size_of, move_to
 from .data import make_loader, resolve_num_workers
 from .distributed import Distributed, get_distributed
 from .ema import WeightEMA
 from .errors import FtError
 from .evaluation import evaluate_batches
+from .events import Events
 from .feature_cache import FeatureCache
 from .freezing import FreezeStrategy, Progress, apply_strategy, parameter_table
 from .meters import EpochMeter
@@ -75,6 +77,23 @@ class FitResult:
     train_seconds: float
     settings: dict = field(default_factory=dict)
     skipped_steps: int = 0
+    #: what ``ft_run_end`` received (empty while the run was interrupted)
+    summary: dict = field(default_factory=dict)
+
+    def to_summary(self) -> dict:
+        """A bare trainer's run summary: the last epoch's figures by split
+        (``{"train": {"loss": ...}, "val": {...}}``) and how training went;
+        the keys are those of ``ft.run``'s summary that a trainer knows."""
+        last = self.history[-1] if self.history else {}
+        metrics: dict[str, dict[str, float]] = {}
+        for key, value in last.items():
+            split, _, name = key.partition("_")
+            if split in ("train", "val") and name:
+                metrics.setdefault(split, {})[name] = value
+        return {"metrics": metrics, "best_epoch": self.best_epoch, "monitor": self.monitor,
+                "best_value": self.best_value, "stopped": self.stopped, "epochs_run": len(self.history),
+                "steps": self.steps, "skipped_steps": self.skipped_steps,
+                "train_seconds": round(self.train_seconds, 3), "settings": self.settings}
 
 
 class Trainer:
@@ -84,8 +103,12 @@ class Trainer:
     resumable, seeded loader, sharded across ranks under DDP). ``train``/
     ``optim`` are the recipe sections (objects or dicts). ``callbacks`` are
     objects with any of the lifecycle hook methods (``ft_run_start``,
-    ``ft_epoch_end``, ...). ``dist`` is this process's place in a
-    multi-rank run (by default taken from the launcher's environment).
+    ``ft_epoch_end``, ...); :meth:`fit` fires each event to the plugins of
+    ``registry`` (by default the process-wide one: ``ft.register_plugin``
+    and the installed plugins) and then to the callbacks, in the order
+    :mod:`ft.events` describes. A callback method named like a hook that is
+    not one is an :class:`FtError` here. ``dist`` is this process's place in
+    a multi-rank run (by default taken from the launcher's environment).
     """
 
     def __init__(self, model: nn.Module, train_data: DataLoader | Dataset, val_data: DataLoader | Dataset | None = None,
@@ -94,7 +117,7 @@ class Trainer:
                  evaluator: Callable | None = None, collate: Callable | None = None,
                  run_dir: str | Path | RunDirectory | None = None,
                  callbacks: Iterable[Any] = (), recipe: Any = None, data: Any = None, quiet: bool = False,
-                 dist: Distributed | None = None):
+                 dist: Distributed | None = None, registry: Registry | None = None):
         self.cfg = train if isinstance(train, TrainSection) else TrainSection(**(train or {}))
         self.optim_cfg = optim if isinstance(optim, OptimSection) else OptimSection(**(optim or {}))
         self.model = model
@@ -107,7 +130,8 @@ class Trainer:
         self._run_arg = run_dir
         self.run: RunDirectory | None = None  # the run directory's one writer (known once dist is)
         self.run_dir = Path(run_dir) if run_dir else None
-        self.callbacks = list(callbacks)
+        self.events = Events(callbacks, registry)  # refuses a misnamed callback method before anything runs
+        self.callbacks = self.events.callbacks
         self.recipe = recipe
         self.data = data
         self.quiet = quiet
@@ -203,17 +227,21 @@ class Trainer:
         self._mults = self._group_multipliers()
 
     def _setup_monitor(self) -> None:
+        """The watched metric (``train.monitor``, else the head's default on
+        the validation split, else the loss) and its direction: the recipe's
+        ``train.monitor_mode``, else what the evaluator declares."""
         head = getattr(self.model, "head", None)
         default_metric = getattr(head, "default_metric", None)
         if self.cfg.monitor:
-            name = self.cfg.monitor
+            name, where = self.cfg.monitor, "train.monitor"
         elif self.val_loader is not None and default_metric:
-            name = f"val_{default_metric}"
+            name, where = f"val_{default_metric}", f"the default_metric of head {type(head).__name__}"
         else:
-            name = "val_loss" if self.val_loader is not None else "train_loss"
+            name, where = ("val_loss" if self.val_loader is not None else "train_loss"), "train.monitor"
         mode = self.cfg.monitor_mode
-        self.monitor = Monitor(name, mode if mode != "auto" else metric_mode(name, default_metric,
-                                                                               getattr(head, "default_mode", "min")))
+        if mode == "auto":
+            mode = metric_mode(name, self.make_evaluator() if self.make_evaluator else None, where)
+        self.monitor = Monitor(name, mode)
 
     def _loader(self, data: Any, train: bool) -> DataLoader | None:
         if data is None or isinstance(data, DataLoader):
@@ -433,24 +461,33 @@ class Trainer:
 
     # -- fit ----------------------------------------------------------------
 
-    def fit(self, resume: bool | str | Path = False) -> FitResult:
+    def fit(self, resume: bool | str | Path = False, *,
+            summary: Callable[[FitResult], dict] | None = None) -> FitResult:
         """Train until ``epochs``, ``max_steps``, ``time_limit``, early
         stopping or Ctrl-C (``stopped == "interrupted"``, after a checkpoint).
 
         ``resume=True`` continues from the run directory's latest checkpoint
         (on CPU the result equals an unbroken run's, weights and metrics).
         A ``run_dir`` given as a path is created, locked and repaired here.
+
+        Every lifecycle event is fired here (see :mod:`ft.events`), the last
+        one ``ft_run_end(run, summary)`` after training unless the run was
+        interrupted. ``summary`` makes that summary: called on every rank
+        with the :class:`FitResult` once training ended (``ft.run`` passes
+        one that loads the best weights, evaluates and writes the run's
+        files); without it the summary is :meth:`FitResult.to_summary`.
+        Either way it is kept as ``FitResult.summary``.
         """
         opened_here = self.run is not None and not isinstance(self._run_arg, RunDirectory)
         if opened_here:
             self.dist.decide(lambda: self.run.open(fresh=False) and None)
         try:
-            return self._fit(resume)
+            return self._fit(resume, summary)
         finally:
             if opened_here:
                 self.run.close()
 
-    def _fit(self, resume: bool | str | Path) -> FitResult:
+    def _fit(self, resume: bool | str | Path, summary: Callable[[FitResult], dict] | None) -> FitResult:
         self.setup()
         start_epoch, start_batch, elapsed_before = 0, 0, 0.0
         if resume:
@@ -503,8 +540,12 @@ class Trainer:
             self.ema.copy_to_model()
         seconds = elapsed_before + time.perf_counter() - clock
         best = self.monitor.best
-        return FitResult(self.history, self.monitor.name, best["epoch"], best["value"], stopped, self.step,
-                         seconds, self.settings(), self.skipped_steps)
+        result = FitResult(self.history, self.monitor.name, best["epoch"], best["value"], stopped, self.step,
+                           seconds, self.settings(), self.skipped_steps)
+        if stopped != "interrupted":  # an interrupted run is not over: it resumes, and ends then
+            result.summary = summary(result) if summary is not None else result.to_summary()
+            self._emit("ft_run_end", run=self.info, summary=result.summary)
+        return result
 
     def _train_epoch(self, epoch: int, start_batch: int, bar: ProgressBar,
                      elapsed: Callable[[], float]) -> tuple[dict, int, str]:
@@ -584,7 +625,7 @@ class Trainer:
         """The head's current LR (the bottom group's reads 0 while frozen)."""
         lrs = self.scheduler.get_last_lr()
         for group, lr in zip(self.optimizer.param_groups, lrs):
-            if group["ft_group"] == "head":
+            if group["ft_group"] == HEAD_GROUP:
                 return lr
         return lrs[-1]
 
@@ -655,25 +696,11 @@ class Trainer:
         return meta["epoch"], meta["batch"], meta["elapsed"]
 
     def _emit(self, hook: str, **kwargs: Any) -> None:
-        """Fire a lifecycle event on rank 0 (every rank calls this). A
-        callback that fails stops every rank with rank 0's error, never
-        leaving the others waiting at the next collective."""
-        def fire() -> None:
-            for cb in self.callbacks:
-                fn = getattr(cb, hook, None)
-                if fn is None:
-                    continue
-                try:
-                    fn(**kwargs)
-                except FtError:
-                    raise
-                except Exception as exc:
-                    if not self.dist.enabled:
-                        raise
-                    raise FtError(f"callback {type(cb).__name__}.{hook} failed: {exc!r}",
-                                  hint="run with --debug for its traceback") from exc
-
-        self.dist.decide(fire)
+        """Fire a lifecycle event (plugins, then callbacks: :class:`ft.events.Events`)
+        on rank 0 (every rank calls this). A plugin or callback that fails
+        stops every rank with rank 0's error, never leaving the others
+        waiting at the next collective."""
+        self.dist.decide(lambda: self.events.fire(hook, self.dist.enabled, **kwargs))
 
 
 def _full(tensor: torch.Tensor) -> torch.Tensor:
