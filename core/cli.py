@@ -23,6 +23,7 @@ examples:
   ft eval runs/speech_accent-20261125-101500 --split test
   ft predict runs/speech_accent-20261125-101500 clip.wav
   ft export runs/speech_accent-20261125-101500 exported/accent
+  ft new plugin tabular
 """
 
 
@@ -71,6 +72,14 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("inputs", nargs="+", help="input files or texts")
     pr.add_argument("--top-k", type=int, default=3)
     pr.add_argument("--json", action="store_true")
+
+    new = sub.add_parser("new", help="start something new from a template (ft new plugin NAME)")
+    templates = new.add_subparsers(dest="template", metavar="TEMPLATE", required=True)
+    plugin_cmd = templates.add_parser("plugin", help="write a plugin package ft-NAME/ (backbone, dataset format, "
+                                                     "recipe, tests) that installs and runs as it is")
+    plugin_cmd.add_argument("name", metavar="NAME",
+                            help="a lowercase identifier: package ft_NAME, names NAME_mlp, NAME_csv")
+    plugin_cmd.add_argument("--dir", default=".", metavar="DIR", help="folder to write ft-NAME/ into (default: here)")
     return p
 
 
@@ -221,8 +230,21 @@ def _predict(args) -> int:
     return 0
 
 
+def _new(args) -> int:
+    from .scaffold import new_plugin
+
+    root = new_plugin(args.name, args.dir)
+    print(f"ft: wrote the plugin package {root}\n"
+          f"next:\n"
+          f"  pip install -e {root}\n"
+          f"  ft plugins\n"
+          f"  cd {root} && ft run recipes/{args.name}_example.toml\n"
+          f"  python -m pytest tests -q")
+    return 0
+
+
 COMMANDS = {"run": _run, "validate": _validate, "show": _show, "plugins": _plugins, "eval": _eval,
-            "export": _export, "predict": _predict}
+            "export": _export, "predict": _predict, "new": _new}
 
 
 if __name__ == "__main__":
