@@ -100,3 +100,14 @@ def drop_missing(entries: Sequence[Any], skip_bad: bool, skipped: Counter, skipp
     skipped_files += [f"{e.where}: missing" for e in missing]
     gone = {id(e) for e in missing}
     return [e for e in entries if id(e) not in gone]
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:
+    """A small CSV (a manifest, a sample dataset) with ``header`` first."""
+    import csv
+
+    with Path(path).open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return Path(path)

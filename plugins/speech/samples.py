@@ -5,10 +5,11 @@ and returns the ``[data]`` options (without ``format``)."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
+
+from ft.csv_table import write_csv
 
 RATE, SECONDS, PER_CLASS = 16_000, 0.5, 5
 CLASSES = {"low": 220.0, "mid": 440.0, "high": 880.0}
@@ -48,8 +49,5 @@ def audio_manifest_sample(folder: Path) -> dict:
     root = Path(folder).resolve()
     rows = _write_clips(root / "clips")
     manifest = root / "manifest.csv"
-    with manifest.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "label"])
-        writer.writerows((f"clips/{p}", label) for p, label in rows)
+    write_csv(manifest, ["path", "label"], [(f"clips/{p}", label) for p, label in rows])
     return {"path": str(manifest), "clip_seconds": SECONDS, "val_fraction": 0.2, "test_fraction": 0.0}

@@ -5,12 +5,13 @@ the ``[data]`` options (without ``format``)."""
 
 from __future__ import annotations
 
-import csv
 import gzip
 import struct
 from pathlib import Path
 
 import numpy as np
+
+from ft.csv_table import write_csv
 
 from .idx import STANDARD_NAMES
 
@@ -56,10 +57,7 @@ def image_csv_sample(folder: Path) -> dict:
     root = Path(folder).resolve()
     rows = _write_images(root / "images")
     table = root / "labels.csv"
-    with table.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "label"])
-        writer.writerows((f"images/{p}", label) for p, label in rows)
+    write_csv(table, ["path", "label"], [(f"images/{p}", label) for p, label in rows])
     return {"path": str(table), "val_fraction": 0.2}
 
 
