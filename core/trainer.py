@@ -42,6 +42,7 @@ from .feature_cache import FeatureCache
 from .freezing import FreezeStrategy, Progress, apply_strategy, parameter_table
 from .meters import EpochMeter
 from .monitor import Monitor, metric_mode
+from .nonfinite import NonfiniteSteps
 from .optim import build_optimizer, build_scheduler
 from .parallel import (all_reduce_gradients, configure_cuda, cpu_has_native_bf16, enable_activation_checkpointing,
                        resolve_device, resolve_precision, shard_fsdp, wrap_ddp)
@@ -127,9 +128,8 @@ class Trainer:
             raise TypeError("Trainer needs loss_fn=... for a model without a .loss(outputs, targets) method")
         self.make_evaluator = evaluator or getattr(model, "evaluator", None)
         self.collate = collate
-        self._run_arg = run_dir
         self.run: RunDirectory | None = None  # the run directory's one writer (known once dist is)
-        self.run_dir = Path(run_dir) if run_dir else None
+        self._opens_run = bool(run_dir) and not isinstance(run_dir, RunDirectory)  # a path: fit() opens it
         self.events = Events(callbacks, registry)  # refuses a misnamed callback method before anything runs
         self.callbacks = self.events.callbacks
         self.recipe = recipe
@@ -160,8 +160,12 @@ class Trainer:
         self._epoch_sums: dict = {}  # this rank's running train-loss sums when an epoch stopped
         self._resumed: dict = {}  # the same, read back from a mid-epoch checkpoint
         self._setup_done = False
-        self.skipped_steps = 0  # steps skipped for NaN/inf gradients, over the run
-        self.nonfinite_in_row = 0
+        self.nonfinite = NonfiniteSteps(self.cfg.max_nonfinite_steps)
+
+    @property
+    def run_dir(self) -> Path | None:
+        """Where the run directory is (None: the trainer writes none)."""
+        return self.run.path if self.run else None
 
     # -- setup --------------------------------------------------------------
 
@@ -393,21 +397,18 @@ class Trainer:
         # groups held at LR 0 (not yet unfrozen) must not shrink the others' updates
         moving = [p for g in self.optimizer.param_groups if self._mults.get(g["ft_group"], 1.0) > 0
                   for p in g["params"]]
-        if self.cfg.clip_grad_norm:
-            norm = torch.nn.utils.clip_grad_norm_(moving, self.cfg.clip_grad_norm)
-        else:
-            norm = torch.nn.utils.get_total_norm([p.grad for p in moving if p.grad is not None])
+        norm = torch.nn.utils.clip_grad_norm_(moving, self.cfg.clip_grad_norm) if self.cfg.clip_grad_norm else None
         # the gradients are the same on every rank (all-reduced), so every rank skips the same steps;
         # with a GradScaler (fp16) skipping inf steps is the scaler's own business
-        finite = self.scaler is not None or bool(torch.isfinite(_full(norm)))
-        if not finite:
-            self._nonfinite_step()
-        elif self.scaler is not None:
+        finite = self.scaler is not None or _finite_norm(moving, norm)
+        if self.nonfinite.record(finite):
+            raise self.nonfinite.error(self.epoch + 1, self.step + 1, self.optim_cfg.lr,
+                                       str(self.run_dir) if self.run_dir else "training")
+        if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
-        else:
+        elif finite:  # a non-finite step is skipped: no update
             self.optimizer.step()
-            self.nonfinite_in_row = 0
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.step += 1
@@ -415,23 +416,6 @@ class Trainer:
             self.ema.update(self.step)
         self._reset_newly_unfrozen()
         return loss_sum if finite else None
-
-    def _nonfinite_step(self) -> None:
-        """A step whose gradients hold NaN/inf is skipped (no update) and
-        counted; too many in a row stop the run before it writes a bad
-        checkpoint or a bad best model."""
-        self.skipped_steps += 1
-        self.nonfinite_in_row += 1
-        if self.nonfinite_in_row <= self.cfg.max_nonfinite_steps:
-            return
-        lr = self.optim_cfg.lr
-        raise FtError(
-            f"training diverged: the loss or the gradients were NaN/inf in {self.nonfinite_in_row} steps in a row "
-            f"(epoch {self.epoch + 1}, step {self.step + 1}); those steps were skipped and nothing of them was saved",
-            where=str(self.run_dir) if self.run_dir else "training",
-            hint=f"lower optim.lr (now {lr:g}), set train.clip_grad_norm, or look for extreme values in the data; "
-                 f"the last checkpoint is intact (--resume continues from it); train.max_nonfinite_steps = "
-                 f"{self.cfg.max_nonfinite_steps} sets how many such steps are skipped first")
 
     def _group_multipliers(self) -> dict[str, float]:
         progress = Progress(self.step, self.step // max(1, self.steps_per_epoch), self.steps_per_epoch)
@@ -478,7 +462,7 @@ class Trainer:
         files); without it the summary is :meth:`FitResult.to_summary`.
         Either way it is kept as ``FitResult.summary``.
         """
-        opened_here = self.run is not None and not isinstance(self._run_arg, RunDirectory)
+        opened_here = self._opens_run
         if opened_here:
             self.dist.decide(lambda: self.run.open(fresh=False) and None)
         try:
@@ -541,7 +525,7 @@ class Trainer:
         seconds = elapsed_before + time.perf_counter() - clock
         best = self.monitor.best
         result = FitResult(self.history, self.monitor.name, best["epoch"], best["value"], stopped, self.step,
-                           seconds, self.settings(), self.skipped_steps)
+                           seconds, self.settings(), self.nonfinite.skipped)
         if stopped != "interrupted":  # an interrupted run is not over: it resumes, and ends then
             result.summary = summary(result) if summary is not None else result.to_summary()
             self._emit("ft_run_end", run=self.info, summary=result.summary)
@@ -596,8 +580,8 @@ class Trainer:
         metrics = {"epoch": epoch + 1, "step": self.step,
                    "train_loss": (totals[0] / totals[1]).item() if totals[1] > 0 else float("nan"),
                    "lr": self._shown_lr(), **meter.figures(self.dist)}
-        if self.skipped_steps:
-            metrics["skipped_steps"] = self.skipped_steps
+        if self.nonfinite.skipped:
+            metrics["skipped_steps"] = self.nonfinite.skipped
         return metrics, batch_index, stopped
 
     def _announce(self, bar: ProgressBar, resume: Any, start_epoch: int, start_batch: int) -> None:
@@ -669,8 +653,7 @@ class Trainer:
     def _save_checkpoint(self, epoch: int, batch: int, elapsed: float) -> None:
         name = f"epoch-{epoch}" if batch == 0 else f"epoch-{epoch}-batch-{batch}"
         meta = {"epoch": epoch, "batch": batch, "step": self.step, "elapsed": elapsed,
-                "history": self.history, "skipped_steps": self.skipped_steps,
-                "nonfinite_in_row": self.nonfinite_in_row, **self.monitor.state()}
+                "history": self.history, **self.nonfinite.state(), **self.monitor.state()}
         path = self.run.save_checkpoint(name, self.parts, meta, self.dist,
                                         self.device, self.cfg.keep_checkpoints,
                                         rank_state=self._epoch_sums if batch else None)
@@ -689,8 +672,7 @@ class Trainer:
         meta, self._resumed = load_training_checkpoint(path, self.parts, self.dist, self.device)
         self.step = meta["step"]
         self.history = meta["history"]
-        self.skipped_steps = meta.get("skipped_steps", 0)
-        self.nonfinite_in_row = meta.get("nonfinite_in_row", 0)
+        self.nonfinite.load(meta)
         self.monitor.load(meta)
         self._mults = self._group_multipliers()
         return meta["epoch"], meta["batch"], meta["elapsed"]
@@ -703,9 +685,12 @@ class Trainer:
         self.dist.decide(lambda: self.events.fire(hook, self.dist.enabled, **kwargs))
 
 
-def _full(tensor: torch.Tensor) -> torch.Tensor:
-    """A sharded (DTensor) norm as one plain tensor."""
-    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+def _finite_norm(params: list[torch.Tensor], norm: torch.Tensor | None) -> bool:
+    """Whether the gradients of ``params`` are finite (``norm``: their total
+    norm when clipping already computed it; a sharded DTensor norm is gathered)."""
+    if norm is None:
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+    return bool(torch.isfinite(norm.full_tensor() if hasattr(norm, "full_tensor") else norm))
 
 
 def seed_everything(seed: int) -> None:
