@@ -75,21 +75,23 @@ def load_weights(model: nn.Module, path: Path, strict: bool = True,
 def save_checkpoint_dir(target: Path, model: nn.Module, state: dict[str, Any], meta: dict) -> None:
     """Write a complete checkpoint directory at ``target`` atomically."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(target.parent, f".{target.name}.tmp-")
+    _finish_checkpoint_dir(make_temp_dir(target.parent, f".{target.name}.tmp-"), target, model, state, meta)
+
+
+def _finish_checkpoint_dir(tmp: Path, target: Path, model: nn.Module | None, state: dict[str, Any],
+                           meta: dict) -> None:
+    """Weights (unless ``model`` is None: sharded ones are in ``tmp/dcp``), state and meta into ``tmp``,
+    fsynced, then ``tmp`` swapped into place at ``target``; ``tmp`` is removed if anything fails."""
     try:
-        save_weights(model, tmp / "model.safetensors")
+        if model is not None:
+            save_weights(model, tmp / "model.safetensors")
         torch.save(state, tmp / "state.pt")
         write_json_atomic(tmp / "state.json", meta)
         for f in tmp.iterdir():
-            with f.open("rb") as fh:
-                os.fsync(fh.fileno())
-        old = None
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{os.getpid()}"
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            if f.is_file():
+                with f.open("rb") as fh:
+                    os.fsync(fh.fileno())
+        _replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -183,19 +185,7 @@ def save_training_checkpoint(root: Path, name: str, parts: TrainingParts, meta: 
         if parts.scaler is not None:
             state["scaler"] = parts.scaler.state_dict()
         meta = {**meta, "world_size": dist.world_size, "sharded": parts.sharded}
-        try:
-            if not parts.sharded:
-                save_weights(parts.model, tmp / "model.safetensors")
-            torch.save(state, tmp / "state.pt")
-            write_json_atomic(tmp / "state.json", meta)
-            for f in tmp.iterdir():
-                if f.is_file():
-                    with f.open("rb") as fh:
-                        os.fsync(fh.fileno())
-            _replace_dir(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        _finish_checkpoint_dir(tmp, target, None if parts.sharded else parts.model, state, meta)
         write_json_atomic(root / "latest.json", {"checkpoint": name, "epoch": meta["epoch"], "batch": meta["batch"]})
         kept = sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith("epoch-")),
                       key=lambda p: p.stat().st_mtime)
