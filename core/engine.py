@@ -202,13 +202,11 @@ def _train(recipe: Recipe, plan: RunPlan, run_dir: RunDirectory, model: FtModel,
             if data is not None:
                 metrics[split] = {k.split("_", 1)[1]: v for k, v in trainer.evaluate(data, split).items()}
         params = parameter_table(model)
+        # how training went is the bare trainer's summary; the metrics are the final evaluation's
         summary = {
-            "recipe": recipe.name, "run_dir": str(run_dir.path), "metrics": metrics,
-            "best_epoch": fit.best_epoch, "monitor": fit.monitor, "best_value": fit.best_value,
-            "stopped": fit.stopped, "epochs_run": len(fit.history), "steps": fit.steps,
-            "skipped_steps": fit.skipped_steps,
-            "train_seconds": round(fit.train_seconds, 3), "eval_seconds": round(time.perf_counter() - t0, 3),
-            "device": str(trainer.device), "precision": trainer.precision, "settings": fit.settings,
+            "recipe": recipe.name, "run_dir": str(run_dir.path), **fit.to_summary(), "metrics": metrics,
+            "eval_seconds": round(time.perf_counter() - t0, 3),
+            "device": str(trainer.device), "precision": trainer.precision,
             "params": {"total": sum(r["trainable"] + r["frozen"] for r in params),
                        "trainable": sum(r["trainable"] for r in params), "groups": params},
             "data": _sizes(bundle), "components": components,
@@ -224,6 +222,8 @@ def _train(recipe: Recipe, plan: RunPlan, run_dir: RunDirectory, model: FtModel,
     if main and not quiet:
         shown = "  ".join(f"{s}_{k} {v:.4f}" for s, m in summary["metrics"].items() for k, v in m.items())
         print(f"ft: done in {fit.train_seconds:.1f} s ({fit.stopped}); {shown}\nft: run directory {run_dir.path}")
+        if fit.note:  # last, where it is seen: these figures are not what the recipe promises
+            print(f"ft: {fit.note}")
     dist.barrier()
     return Result(summary["metrics"], run_dir.path, model, summary, recipe)
 

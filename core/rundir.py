@@ -363,7 +363,8 @@ def plot_curves(history: list[dict], path: Path) -> None:
 def write_model_card(run_dir: Path, recipe: dict, summary: dict) -> None:
     """A short MODEL_CARD.md: what, on what, which plugin (distribution,
     version) provided each component (``summary["components"]``, else
-    env.json's), how well, how to reproduce."""
+    env.json's), how well (first, in bold, ``summary["note"]`` when
+    ``time_limit`` cut the run short), how to reproduce."""
     def fmt(v: Any) -> str:
         return f"{v:.4f}" if isinstance(v, float) else str(v)
 
@@ -384,6 +385,7 @@ def write_model_card(run_dir: Path, recipe: dict, summary: dict) -> None:
         *(f"- {k}: `{v}`" for k, v in recipe["data"].items() if k != "format"),
         "",
         "## Results",
+        *((f"**Warning: {summary['note']}.**", "") if summary.get("note") else ()),
         "| split | " + " | ".join(sorted({k for m in summary.get("metrics", {}).values() for k in m})) + " |",
     ]
     keys = sorted({k for m in summary.get("metrics", {}).values() for k in m})

@@ -5,6 +5,10 @@
 job) may reach any one rank. The ranks share these flags at steps they
 agree on, so they all stop after the same step and write one checkpoint;
 nobody is left waiting in a collective for a rank that has gone.
+
+A run that ``time_limit`` cut short is not the recipe's result, and
+:func:`time_limit_note` is the sentence that says so wherever the run
+reports (the console, summary.json, MODEL_CARD.md).
 """
 
 from __future__ import annotations
@@ -97,3 +101,19 @@ class StopCheck:
             gap = max(1, min(1000, int(self.interval / max(per_step, 1e-6))))
         self._mark = (step, now)
         return gap
+
+
+def time_limit_note(stopped: str, epochs_completed: int, epochs_planned: int,
+                    partial_steps: int = 0, steps_per_epoch: int = 0) -> str | None:
+    """The plain sentence a run stopped by ``time_limit`` before its epochs
+    ran out reports, e.g. "stopped by time_limit after 5 of 20 epochs: this
+    is not the recipe's result" (with the steps taken into the next epoch
+    when it stopped inside one); None for any other end. ``max_steps`` and
+    early stopping are budgets the recipe sets, so their result is the
+    recipe's and they get no note."""
+    if stopped != "time_limit" or epochs_completed >= epochs_planned:
+        return None
+    done = f"{epochs_completed} of {epochs_planned} epochs"
+    if partial_steps:
+        done += f" and {partial_steps} of {steps_per_epoch} steps of epoch {epochs_completed + 1}"
+    return f"stopped by time_limit after {done}: this is not the recipe's result"

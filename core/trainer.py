@@ -49,7 +49,7 @@ from .parallel import (all_reduce_gradients, configure_cuda, cpu_has_native_bf16
 from .progress import Progress as ProgressBar
 from .recipe import OptimSection, TrainSection
 from .rundir import RunDirectory
-from .stopping import StopCheck, StopRequest
+from .stopping import StopCheck, StopRequest, time_limit_note
 from .sync_batchnorm import has_batch_norm, sync_batch_norm
 
 
@@ -80,6 +80,13 @@ class FitResult:
     skipped_steps: int = 0
     #: what ``ft_run_end`` received (empty while the run was interrupted)
     summary: dict = field(default_factory=dict)
+    #: ``train.epochs``
+    epochs_planned: int = 0
+    #: whole epochs trained (``len(history)`` also counts an epoch a stop cut short)
+    epochs_completed: int = 0
+    #: "stopped by time_limit after 5 of 20 epochs: this is not the recipe's result" when
+    #: ``time_limit`` cut the run short (see :func:`ft.stopping.time_limit_note`), else None
+    note: str | None = None
 
     def to_summary(self) -> dict:
         """A bare trainer's run summary: the last epoch's figures by split
@@ -93,7 +100,8 @@ class FitResult:
                 metrics.setdefault(split, {})[name] = value
         return {"metrics": metrics, "best_epoch": self.best_epoch, "monitor": self.monitor,
                 "best_value": self.best_value, "stopped": self.stopped, "epochs_run": len(self.history),
-                "steps": self.steps, "skipped_steps": self.skipped_steps,
+                "epochs_completed": self.epochs_completed, "epochs_planned": self.epochs_planned,
+                "note": self.note, "steps": self.steps, "skipped_steps": self.skipped_steps,
                 "train_seconds": round(self.train_seconds, 3), "settings": self.settings}
 
 
@@ -486,6 +494,7 @@ class Trainer:
         self._emit("ft_run_start", run=self.info)
         clock = time.perf_counter()
         stopped = "epochs"
+        completed, partial_steps = start_epoch, 0  # whole epochs, and steps into the next when a stop cut it
         with self.stop_request:
             for epoch in range(start_epoch, self.cfg.epochs):
                 self.epoch = epoch
@@ -493,6 +502,8 @@ class Trainer:
                 metrics, batch_index, stopped = self._train_epoch(epoch, start_batch, bar, elapsed)
                 start_batch = 0
                 finished_epoch = batch_index >= self.batches_per_epoch
+                completed = epoch + 1 if finished_epoch else epoch
+                partial_steps = 0 if finished_epoch else -(-batch_index // self.cfg.grad_accum)
                 checkpoint = self.run_dir is not None and self.cfg.checkpoint
                 if not finished_epoch and checkpoint:  # before the partial epoch is scored: a resume replays it
                     self._save_checkpoint(epoch, batch_index, elapsed())
@@ -518,6 +529,8 @@ class Trainer:
                     stopped = "early_stopping"
                 if stopped != "epochs":
                     break
+        if stopped == "time_limit" and completed == self.cfg.epochs:
+            stopped = "epochs"  # the limit fell on the last step: nothing was cut, this is the recipe's result
         self._caching_now = False
         self._forward = self.forward_model
         if self.ema is not None:
@@ -525,7 +538,10 @@ class Trainer:
         seconds = elapsed_before + time.perf_counter() - clock
         best = self.monitor.best
         result = FitResult(self.history, self.monitor.name, best["epoch"], best["value"], stopped, self.step,
-                           seconds, self.settings(), self.nonfinite.skipped)
+                           seconds, self.settings(), self.nonfinite.skipped, epochs_planned=self.cfg.epochs,
+                           epochs_completed=completed,
+                           note=time_limit_note(stopped, completed, self.cfg.epochs, partial_steps,
+                                                self.steps_per_epoch))
         if stopped != "interrupted":  # an interrupted run is not over: it resumes, and ends then
             result.summary = summary(result) if summary is not None else result.to_summary()
             self._emit("ft_run_end", run=self.info, summary=result.summary)
