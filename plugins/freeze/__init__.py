@@ -43,7 +43,8 @@ def ft_freeze_strategies() -> list[FreezeStrategySpec]:
         FreezeStrategySpec("bitfit", lambda opts, ctx: BitFitStrategy(opts), NoOptions,
                            description="only the backbone's biases and the head train"),
         FreezeStrategySpec("lora", lambda opts, ctx: LoraStrategy(opts, seed=ctx.seed), LoraOptions,
-                           description="low-rank adapters on the backbone's nn.Linear layers (peft), plus the head"),
+                           description="low-rank adapters (peft) on the backbone's nn.Linear layers, or on its "
+                                       "convolutions when it has none, plus the head"),
         FreezeStrategySpec("l2sp", lambda opts, ctx: L2SPStrategy(opts), L2SPOptions,
                            description="full fine-tuning with an L2 pull toward the pretrained weights"),
         FreezeStrategySpec("adabn", lambda opts, ctx: AdaBNStrategy(opts), AdaBNOptions,

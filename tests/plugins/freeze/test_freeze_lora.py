@@ -79,10 +79,11 @@ def test_lora_apply_is_deterministic_and_idempotent(transformer, make_recipe):
 
 
 @pytest.mark.parametrize("options,message", [
-    ({"target_modules": ["query"]}, r"'query' matches no module of backbone TinyTransformer; its nn.Linear layers are: "
-                                    r"blocks.0.q, blocks.0.k"),
-    ({"target_modules": ["mlp"]}, r"'mlp' names only non-Linear modules"),
-    ({"target_modules": ["q"], "exclude": ["q"]}, r"leave no nn.Linear layer to adapt"),
+    ({"target_modules": ["query"]}, (r"'query' matches no module of backbone TinyTransformer; the layers it can "
+                                     r"adapt \(nn.Linear and ungrouped nn.Conv1d/2d/3d layers\) are: blocks.0.q, "
+                                     r"blocks.0.k")),
+    ({"target_modules": ["mlp"]}, r"'mlp' names only modules LoRA cannot adapt"),
+    ({"target_modules": ["q"], "exclude": ["q"]}, r"leave no layer to adapt"),
 ])
 def test_lora_bad_targets_are_clear_errors(transformer, make_recipe, options, message):
     recipe = ft.load_recipe(transformer_recipe(make_recipe, freeze={"strategy": "lora", **options}))
@@ -92,16 +93,18 @@ def test_lora_bad_targets_are_clear_errors(transformer, make_recipe, options, me
     assert "strategy 'lora'" in str(err.value)
 
 
-def test_lora_on_a_backbone_without_linear_layers_fails(registry):
-    class ConvOnly(ft.Backbone):
+def test_lora_on_a_backbone_without_adaptable_layers_fails(registry):
+    class EmbeddingOnly(ft.Backbone):
         feature_dim = 4
 
         def __init__(self):
             super().__init__()
-            self.conv = nn.Conv1d(1, 4, 3)
+            self.embed = nn.Embedding(10, 4)
+            self.norm = nn.LayerNorm(4)
 
-    model = ft.FtModel(ConvOnly(), nn.Linear(4, 2), ft.TaskInfo("classification", 2))
-    with pytest.raises(ft.FtError, match="has no nn.Linear layers to adapt"):
+    model = ft.FtModel(EmbeddingOnly(), nn.Linear(4, 2), ft.TaskInfo("classification", 2))
+    with pytest.raises(ft.FtError, match="has no layers LoRA can adapt; LoRA adapts nn.Linear and ungrouped "
+                                         "nn.Conv1d/2d/3d layers"):
         LoraStrategy(LoraOptions()).apply(model)
 
 
