@@ -1,10 +1,11 @@
 """Speech plugin: audio dataset formats and speech backbones (torchaudio).
 
 Registers the dataset formats ``audio_folder`` and ``audio_manifest`` and the
-backbones ``resemblyzer`` (pretrained speaker encoder), ``wav2vec2_base``,
+backbones ``whisper`` (Whisper's encoder), ``resemblyzer`` (pretrained
+speaker encoder), ``wav2vec2_base``,
 ``hubert_base``, ``wavlm_base`` (self-supervised encoders) and ``logmel_cnn``
-(from scratch). This module only registers; torchaudio is imported when a
-backbone is built. See docs/speech.md.
+(from scratch). This module only registers; torchaudio (and transformers,
+for Whisper) is imported when a backbone is built. See docs/speech.md.
 
 Modules: ``audio`` (reading, resampling, crop/pad, augmentation), ``clips``
 (listing, checking and splitting clips), ``data`` (the formats), ``checks``
@@ -28,6 +29,7 @@ from .logmel_cnn import LogmelCnnOptions, build_logmel_cnn  # noqa: E402
 from .resemblyzer import ResemblyzerOptions, build_resemblyzer  # noqa: E402
 from .samples import LOGMEL_SAMPLE, RESEMBLYZER_SAMPLE, audio_folder_sample, audio_manifest_sample  # noqa: E402
 from .ssl import FAMILIES, SslOptions, make_builder  # noqa: E402
+from .whisper import WhisperOptions, build_whisper  # noqa: E402
 
 
 @ft.hookimpl
@@ -36,6 +38,9 @@ def ft_backbones() -> list[BackboneSpec]:
         BackboneSpec("resemblyzer", build_resemblyzer, ResemblyzerOptions,
                      description="pretrained Resemblyzer speaker encoder (LSTM, 1.4 M params, 16 kHz)",
                      sample_options=RESEMBLYZER_SAMPLE),
+        BackboneSpec("whisper", build_whisper, WhisperOptions,
+                     description="Whisper encoder (transformers; tiny.en shipped, or a local Hugging Face / "
+                                 "CTranslate2 folder), variable-length clips", sample_options={"layer": 1}),
         BackboneSpec("logmel_cnn", build_logmel_cnn, LogmelCnnOptions,
                      description="small log-mel CNN trained from scratch (baseline)", sample_options=LOGMEL_SAMPLE),
     ]

@@ -101,8 +101,9 @@ def load_waveform(path: str | Path, sample_rate: int, where: str | None = None,
     return resample(mono, rate, sample_rate)
 
 
-def crop_or_pad(waveform: torch.Tensor, length: int, random: bool) -> torch.Tensor:
-    """Exactly ``length`` samples: a crop of a longer clip, zero padding for a shorter one.
+def crop_or_pad(waveform: torch.Tensor, length: int, random: bool, pad: bool = True) -> torch.Tensor:
+    """Exactly ``length`` samples: a crop of a longer clip, zero padding for a shorter one
+    (``pad=False``: a shorter clip stays as it is).
 
     ``random=False`` (evaluation) centres both the crop and the padding, so the
     result is a pure function of the clip; ``random=True`` (training) draws
@@ -115,6 +116,8 @@ def crop_or_pad(waveform: torch.Tensor, length: int, random: bool) -> torch.Tens
     if n > length:
         start = int(torch.randint(0, n - length + 1, ()).item()) if random else (n - length) // 2
         return waveform[..., start:start + length]
+    if not pad:
+        return waveform
     left = int(torch.randint(0, length - n + 1, ()).item()) if random else (length - n) // 2
     return torch.nn.functional.pad(waveform, (left, length - n - left))
 
@@ -154,7 +157,8 @@ class ClipTransform:
     """The per-example waveform pipeline of one split.
 
     decoded waveform (mono, at the backbone's rate) -> crop/pad to
-    ``clip_samples`` (random offset if ``random_crop``, else centred) ->
+    ``clip_samples`` (random offset if ``random_crop``, else centred; ``pad=False``
+    leaves shorter clips unpadded, for backbones that batch variable lengths) ->
     ``augment`` (training only; None = off) -> the backbone's own per-example step
     (``backbone.preprocess(train)``, e.g. Resemblyzer's volume normalisation).
     ``clip_samples=None`` keeps the whole clip (only for batch size 1).
@@ -162,8 +166,9 @@ class ClipTransform:
     """
 
     def __init__(self, clip_samples: int | None, random_crop: bool = False, augment: Augment | None = None,
-                 backbone_step: Callable[[torch.Tensor], torch.Tensor] | None = None):
+                 backbone_step: Callable[[torch.Tensor], torch.Tensor] | None = None, pad: bool = True):
         self.clip_samples = clip_samples
+        self.pad = pad
         self.random_crop = random_crop
         self.augment = augment if (augment is not None and augment.active) else None
         self.backbone_step = backbone_step
@@ -175,7 +180,7 @@ class ClipTransform:
 
     def __call__(self, waveform: torch.Tensor) -> torch.Tensor:
         if self.clip_samples is not None:
-            waveform = crop_or_pad(waveform, self.clip_samples, random=self.random_crop)
+            waveform = crop_or_pad(waveform, self.clip_samples, random=self.random_crop, pad=self.pad)
         if self.augment is not None:
             waveform = self.augment(waveform)
         if self.backbone_step is not None:

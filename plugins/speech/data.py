@@ -223,8 +223,9 @@ def build_bundle(entries: list[Entry], options: AudioDataOptions, backbone: Back
     train_samples = seconds_to_samples(options.clip_seconds, rate)
     eval_samples = seconds_to_samples(options.eval_clip_seconds or options.clip_seconds, rate)
     augment = Augment(options.gain_db, tuple(options.noise_snr_db), options.noise_prob) if options.augment else None
-    train_tf = ClipTransform(train_samples, options.random_crop, augment, backbone.preprocess(train=True))
-    eval_tf = ClipTransform(eval_samples, False, None, backbone.preprocess(train=False))
+    pad = not getattr(backbone, "variable_length", False)
+    train_tf = ClipTransform(train_samples, options.random_crop, augment, backbone.preprocess(train=True), pad=pad)
+    eval_tf = ClipTransform(eval_samples, False, None, backbone.preprocess(train=False), pad=pad)
 
     def make(split: str, transform: ClipTransform):
         chosen = splits[split]
@@ -283,4 +284,5 @@ def read_input(raw: str, options: AudioDataOptions, backbone: Backbone) -> torch
     rate = sample_rate_of(backbone)
     samples = seconds_to_samples(options.eval_clip_seconds or options.clip_seconds, rate)
     waveform = load_waveform(path, rate, hint="ft predict needs an audio file soundfile can decode (wav, flac, ogg)")
-    return ClipTransform(samples, backbone_step=backbone.preprocess(train=False))(waveform)
+    return ClipTransform(samples, backbone_step=backbone.preprocess(train=False),
+                         pad=not getattr(backbone, "variable_length", False))(waveform)

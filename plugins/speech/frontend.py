@@ -92,9 +92,13 @@ class SpeechBackbone(Backbone):
 
     ``preprocess(train)`` is the backbone's own per-example waveform step,
     run after the data format's crop/pad and augmentation (None = nothing).
+    ``variable_length``: the audio formats crop clips to their length but do
+    not pad shorter ones; the backbone's ``collate`` pads each batch and
+    passes the lengths (Whisper).
     """
 
     sample_rate: int = 16000
+    variable_length: bool = False
 
     def preprocess(self, train: bool):
         return None
