@@ -8,12 +8,16 @@ leading/trailing silence and stored as OGG/Opus.
 
 Splits are built so that validation and test measure generalisation: their
 sentences AND their speakers never occur in training (sentence sets and
-speaker sets are disjoint across train/val/test).
+speaker sets are disjoint across train/val/test), and the val and test
+speakers use voice variants that no training speaker (and no speaker of the
+other split) uses.
 
 Before rendering, the script checks that every accent really produces
 different audio (espeak-ng silently falls back to en-gb for unknown voices
-such as ``en-in``) and that voice variants are not silently ignored.  After
-rendering it re-checks split disjointness and prints a summary.
+such as ``en-in``), that every chosen voice variant changes the audio of
+every accent (an unknown or ignored variant is silently dropped), and that no
+variant overrides the prosody or pronunciation rules that define an accent.
+After rendering it re-checks split disjointness and prints a summary.
 
 Requirements: the ``espeak-ng`` binary (``apt-get install espeak-ng``; the
 shipped corpus was made with espeak-ng 1.51), plus numpy, soundfile (with
@@ -58,11 +62,32 @@ ACCENTS = {
     "en-gb-x-gbcwmd": "en-gb-x-gbcwmd",
     "en-us-nyc": "en-us-nyc",
 }
-VARIANTS = ("", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5")
+# espeak-ng voice variants ("" = none) per split; speaker i of a split uses
+# entry i in every accent.  Train keeps the 10 variants (and order) of the
+# first release, so its clips are unchanged.  Val and test use variants no
+# other split uses, two male-like and two female-like each.  m5 is left out:
+# its "intonation 2" replaces en-gb-x-gbcwmd's own intonation (see
+# ACCENT_KEYS).  Avoided as not ordinary human voices: whisper*, croak,
+# klatt* and the klatt-based adam/caleb/david/edward*, robosoft*, Demonic,
+# UniRobot, anikaRobot, Storm, Tweaky, fast, "Mr serious", zac (a child).
+SPLIT_VARIANTS = {
+    "train": ("m7", "m4", "f1", "", "m1", "f5", "f2", "m3", "f4", "m6"),
+    "val": ("m2", "robert", "f3", "grandma"),
+    "test": ("m8", "Alex", "belinda", "shelby"),
+}
+# Keys with which the accent files define an accent.  A variant setting one
+# of them replaces the accent's value (checked with espeak-ng 1.51: a variant
+# with "intonation 2" changes en-gb-x-gbcwmd, one with "intonation 4" leaves
+# it as is), which would erase label information for that speaker.
+ACCENT_KEYS = ("phonemes", "dictrules", "replace", "intonation", "tunes", "stressLength")
 # Ranges speaker parameters are drawn from (uniform, inclusive), identical for
 # every accent so that voice quality carries no information about the label.
 PITCH, SPEED, AMPLITUDE, WORD_GAP = (20, 80), (140, 200), (70, 130), (0, 3)
 TARGET_SR = 16_000
+# Sentences each val/test speaker reads (of 22 with the defaults): 4 speakers
+# x 15 = 60 readings per accent, each sentence read by 2 or 3 speakers.  The
+# largest value that keeps the shipped folder under 14.8 MB at this quality.
+EVAL_READS = 15
 CHECK_SENTENCE = "The water in the car park is better after a bath."
 
 # Written for this project.  Many contain words whose pronunciation differs
@@ -265,45 +290,84 @@ def to_16k_trimmed(audio: np.ndarray, sr: int, pad_s: float = 0.05,
     return np.clip(x[start:end], -1.0, 1.0)
 
 
-def verify_accents_differ() -> None:
-    """Fail loudly if two accents (or a voice variant) yield identical audio.
+def variant_dir() -> Path:
+    """Folder of espeak-ng's voice variant files (``<data>/voices/!v``)."""
+    version = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True,
+                             check=True).stdout
+    if "Data at:" not in version:
+        sys.exit(f"ERROR: cannot find the espeak-ng data folder in `espeak-ng --version` "
+                 f"output {version.strip()!r}")
+    return Path(version.split("Data at:", 1)[1].strip()) / "voices" / "!v"
+
+
+def check_variant_files(variants: list[str]) -> None:
+    """Fail if a variant file is missing or sets a key that defines an accent."""
+    folder = variant_dir()
+    for variant in variants:
+        path = folder / variant
+        if not path.is_file():
+            sys.exit(f"ERROR: voice variant {variant!r} not found in {folder}; "
+                     f"pick one listed by `ls '{folder}'`")
+        keys = {line.split()[0] for line in path.read_text(errors="replace").splitlines()
+                if line.strip() and not line.lstrip().startswith(("//", "#"))}
+        if keys & set(ACCENT_KEYS):
+            sys.exit(f"ERROR: voice variant {variant!r} ({path}) sets {sorted(keys & set(ACCENT_KEYS))}, "
+                     f"which replaces the accent's own rules; choose another variant")
+
+
+def verify_voices(variants: list[str]) -> None:
+    """Fail loudly if two accents, or two variants of one accent, sound identical.
 
     espeak-ng does not error on unknown voices or ignored variants; it quietly
-    falls back to a default, which would make two labels indistinguishable.
+    falls back to a default, which would make two labels (or two supposedly
+    different speakers) indistinguishable.  Every variant is checked in every
+    accent against the plain voice and against every other variant.
     """
-    seen: dict[str, str] = {}
+    variants = [v for v in variants if v]
+    check_variant_files(variants)
+    accent_of: dict[bytes, str] = {}
     for label, voice in ACCENTS.items():
-        pcm = synthesize(CHECK_SENTENCE, voice)[0].tobytes()
-        digest = hashlib.sha256(pcm).hexdigest()
-        if digest in seen:
-            sys.exit(f"ERROR: accents {seen[digest]!r} and {label!r} give identical audio")
-        seen[digest] = label
-        variant_pcm = synthesize(CHECK_SENTENCE, f"{voice}+m3")[0].tobytes()
-        if variant_pcm == pcm:
-            sys.exit(f"ERROR: espeak-ng ignores voice variants for {label!r} ({voice})")
-    print(f"accent check: {len(seen)} accents give {len(seen)} distinct renderings; variants effective")
+        digest = hashlib.sha256(synthesize(CHECK_SENTENCE, voice)[0].tobytes()).digest()
+        if digest in accent_of:
+            sys.exit(f"ERROR: accents {accent_of[digest]!r} and {label!r} give identical audio")
+        accent_of[digest] = label
+        variant_of = {digest: "(no variant)"}
+        for variant in variants:
+            pcm = synthesize(CHECK_SENTENCE, f"{voice}+{variant}")[0].tobytes()
+            digest = hashlib.sha256(pcm).digest()
+            if digest in variant_of:
+                sys.exit(f"ERROR: {label!r} ({voice}): variant {variant!r} gives the same audio "
+                         f"as {variant_of[digest]!r}; espeak-ng ignored it")
+            variant_of[digest] = variant
+    print(f"voice check: {len(ACCENTS)} accents give {len(ACCENTS)} distinct renderings; "
+          f"each of {len(variants)} variants changes every accent's audio")
 
 
 def make_speakers(seed: int, n_train: int, n_val: int, n_test: int) -> list[Speaker]:
     """Draw speakers per accent; s1..s{n_train} train, then val, then test.
 
-    Speaker i of every accent gets the same voice variant (a seeded order over
-    VARIANTS), so in each split all accents cover the same variants and the
+    The i-th speaker of a split uses SPLIT_VARIANTS[split][i] in every
+    accent, so in each split all accents cover the same variants and the
     variant (which shifts formants far more than the accent does) carries no
-    label information.  With the defaults (10+2+2 speakers, 14 variants) the
-    val and test speakers use variants never heard in training.  Pitch,
-    speed, amplitude and word gap are drawn independently per speaker.
+    label information; the val and test speakers use variants never heard in
+    training (with the defaults, 10+4+4 speakers per accent: s1-s10 train,
+    s11-s14 val, s15-s18 test).  Pitch, speed, amplitude and word gap are
+    drawn independently per speaker, in speaker order, so the training
+    speakers do not change when val or test get more speakers.
     """
+    counts = {"train": n_train, "val": n_val, "test": n_test}
+    for split, n in counts.items():
+        if n > len(SPLIT_VARIANTS[split]):
+            sys.exit(f"ERROR: --{split}-speakers {n} exceeds the {len(SPLIT_VARIANTS[split])} "
+                     f"voice variants reserved for {split} (SPLIT_VARIANTS); add variants there")
+    slots = [(split, SPLIT_VARIANTS[split][i]) for split, n in counts.items() for i in range(n)]
     speakers = []
-    splits = ["train"] * n_train + ["val"] * n_val + ["test"] * n_test
-    variants = [VARIANTS[i] for i in np.random.default_rng([seed, 1]).permutation(len(VARIANTS))]
     for a, label in enumerate(ACCENTS):
         # Per-accent generator: adding an accent leaves the others unchanged.
         rng = np.random.default_rng([seed, 1, a])
-        for i, split in enumerate(splits):
+        for i, (split, variant) in enumerate(slots):
             speakers.append(Speaker(
-                speaker=f"{label}_s{i + 1}", label=label, split=split,
-                variant=variants[i % len(variants)],
+                speaker=f"{label}_s{i + 1}", label=label, split=split, variant=variant,
                 pitch=int(rng.integers(PITCH[0], PITCH[1] + 1)),
                 speed=int(rng.integers(SPEED[0], SPEED[1] + 1)),
                 amplitude=int(rng.integers(AMPLITUDE[0], AMPLITUDE[1] + 1)),
@@ -322,33 +386,64 @@ def split_sentences(seed: int, n: int, val_frac: float, test_frac: float) -> dic
     return split
 
 
+def assign_readers(rng: np.random.Generator, speakers: list[Speaker],
+                   readers: dict[int, int]) -> list[tuple[Speaker, int]]:
+    """Give sentence `sid` to `readers[sid]` different speakers.
+
+    Sentences go in random order, each to the least-loaded speakers (random
+    among ties), so per-speaker loads never differ by more than one.
+    """
+    clips = []
+    load = np.zeros(len(speakers))
+    for sid in rng.permutation(sorted(readers)):
+        for k in np.argsort(load + rng.random(len(load)) * 0.5)[:readers[sid]]:
+            clips.append((speakers[k], int(sid)))
+            load[k] += 1
+    return clips
+
+
+def eval_readers(seed: int, split: str, sids: list[int], n_speakers: int,
+                 reads: int) -> dict[int, int]:
+    """Readers per sentence so that each of `n_speakers` reads `reads` sentences.
+
+    The n_speakers * reads readings are spread as evenly as possible (every
+    sentence gets floor or ceil of the mean); which sentences get the extra
+    reader is seeded and the same in every accent, so text stays no cue.
+    """
+    if not 1 <= reads <= len(sids) or n_speakers * reads < len(sids):
+        sys.exit(f"ERROR: --eval-reads {reads}: each of the {n_speakers} {split} speakers must read "
+                 f"between {-(-len(sids) // n_speakers)} and {len(sids)} of the {len(sids)} "
+                 f"{split} sentences (so that every sentence is read)")
+    base, extra = divmod(n_speakers * reads, len(sids))
+    more = set(np.random.default_rng([seed, 3, ("val", "test").index(split)])
+               .permutation(sids)[:extra].tolist())
+    return {sid: base + (sid in more) for sid in sids}
+
+
 def plan_clips(seed: int, speakers: list[Speaker], sentence_split: dict[int, str],
-               train_repeats: int) -> list[tuple[Speaker, int]]:
+               train_repeats: int, eval_reads: int) -> list[tuple[Speaker, int]]:
     """Choose which (speaker, sentence) pairs to render.
 
-    Every val/test speaker reads every sentence of its split.  In training each
-    sentence is read by `train_repeats` different speakers of every accent, so
-    all accents share identical sentence content (text is no cue to the label),
-    and per-speaker loads are balanced.
+    In training each sentence is read by `train_repeats` different speakers of
+    every accent.  Each val/test speaker reads `eval_reads` sentences of its
+    split, every sentence by about the same number of speakers.  All accents
+    share identical sentence content with identical counts (text is no cue
+    to the label), and per-speaker loads are balanced.
     """
     clips = []
     by_split = defaultdict(list)
     for sid, split in sorted(sentence_split.items()):
         by_split[split].append(sid)
     for a, label in enumerate(ACCENTS):
-        rng = np.random.default_rng([seed, 2, a])
-        train_spk = [s for s in speakers if s.label == label and s.split == "train"]
-        if train_repeats > len(train_spk):
+        own = {split: [s for s in speakers if s.label == label and s.split == split]
+               for split in ("train", "val", "test")}
+        if train_repeats > len(own["train"]):
             sys.exit("ERROR: --train-repeats exceeds the number of train speakers")
-        load = np.zeros(len(train_spk))
-        for sid in rng.permutation(by_split["train"]):
-            # Least-loaded speakers first, random among ties.
-            for k in np.argsort(load + rng.random(len(load)) * 0.5)[:train_repeats]:
-                clips.append((train_spk[k], int(sid)))
-                load[k] += 1
-        for spk in speakers:
-            if spk.label == label and spk.split != "train":
-                clips.extend((spk, sid) for sid in by_split[spk.split])
+        clips += assign_readers(np.random.default_rng([seed, 2, a]), own["train"],
+                                dict.fromkeys(by_split["train"], train_repeats))
+        for i, split in enumerate(("val", "test"), start=1):
+            readers = eval_readers(seed, split, by_split[split], len(own[split]), eval_reads)
+            clips += assign_readers(np.random.default_rng([seed, 2, a, i]), own[split], readers)
     order = {spk.speaker: i for i, spk in enumerate(speakers)}
     return sorted(clips, key=lambda c: (order[c[0].speaker], c[1]))
 
@@ -368,16 +463,19 @@ def render(out: Path, spk: Speaker, sid: int, opus_level: float) -> float:
     return len(x) / TARGET_SR
 
 
-def check_disjoint(rows: list[dict]) -> None:
-    """Fail unless splits share no sentence and no speaker."""
-    for key in ("sentence_id", "speaker"):
+def check_disjoint(rows: list[dict], speakers: list[Speaker]) -> None:
+    """Fail unless splits share no sentence, no speaker and no voice variant."""
+    variant = {s.speaker: s.variant for s in speakers}
+    for key, value in (("sentence_id", lambda r: r["sentence_id"]),
+                       ("speaker", lambda r: r["speaker"]),
+                       ("variant", lambda r: variant[r["speaker"]])):
         owners = defaultdict(set)
         for r in rows:
-            owners[r[key]].add(r["split"])
+            owners[value(r)].add(r["split"])
         shared = [k for k, s in owners.items() if len(s) > 1]
         if shared:
             sys.exit(f"ERROR: {key} values shared across splits: {shared[:5]}")
-    print("split check: train/val/test are sentence-disjoint and speaker-disjoint")
+    print("split check: train/val/test are sentence-, speaker- and voice-variant-disjoint")
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -388,7 +486,8 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def summarize(rows: list[dict], durations: list[float], out: Path) -> None:
+def summarize(rows: list[dict], durations: list[float], speakers: list[Speaker],
+              out: Path) -> None:
     """Print clip counts per split and accent, durations and on-disk size."""
     counts = Counter((r["label"], r["split"]) for r in rows)
     splits = ("train", "val", "test")
@@ -402,8 +501,10 @@ def summarize(rows: list[dict], durations: list[float], out: Path) -> None:
         d = np.array([t for r, t in zip(rows, durations) if r["split"] == s])
         spk = len({r["speaker"] for r in rows if r["split"] == s})
         sent = len({r["sentence_id"] for r in rows if r["split"] == s})
+        variants = dict.fromkeys(v.variant or "(none)" for v in speakers if v.split == s)
         print(f"{s:<5}: {spk} speakers, {sent} sentences, {d.sum() / 60:.1f} min audio, "
-              f"clip {d.min():.2f}/{d.mean():.2f}/{d.max():.2f} s (min/mean/max)")
+              f"clip {d.min():.2f}/{d.mean():.2f}/{d.max():.2f} s (min/mean/max); "
+              f"variants {' '.join(variants)}")
     files = [p.stat() for p in out.rglob("*") if p.is_file()]
     size, disk = sum(f.st_size for f in files), sum(f.st_blocks * 512 for f in files)
     # Git stores file bytes; plain `du` also counts filesystem block rounding.
@@ -421,10 +522,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--val-frac", type=float, default=0.15)
     p.add_argument("--test-frac", type=float, default=0.15)
     p.add_argument("--train-speakers", type=int, default=10, help="per accent")
-    p.add_argument("--val-speakers", type=int, default=2, help="per accent")
-    p.add_argument("--test-speakers", type=int, default=2, help="per accent")
+    p.add_argument("--val-speakers", type=int, default=4, help="per accent")
+    p.add_argument("--test-speakers", type=int, default=4, help="per accent")
     p.add_argument("--train-repeats", type=int, default=2,
                    help="train speakers reading each train sentence, per accent")
+    p.add_argument("--eval-reads", type=int, default=EVAL_READS,
+                   help="sentences of its split each val/test speaker reads")
     p.add_argument("--opus-level", type=float, default=0.975,
                    help="libsndfile Opus compression level (0.975 ~ 14 kbit/s, still wideband)")
     p.add_argument("--workers", type=int, default=8)
@@ -438,11 +541,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("ERROR: every split needs at least one speaker and one sentence")
     torch.set_num_threads(1)  # parallelism comes from the worker pool instead
 
-    verify_accents_differ()
     speakers = make_speakers(args.seed, args.train_speakers, args.val_speakers,
                              args.test_speakers)
+    verify_voices(list(dict.fromkeys(s.variant for s in speakers)))
     sentence_split = split_sentences(args.seed, args.sentences, args.val_frac, args.test_frac)
-    clips = plan_clips(args.seed, speakers, sentence_split, args.train_repeats)
+    clips = plan_clips(args.seed, speakers, sentence_split, args.train_repeats, args.eval_reads)
 
     out = args.out
     shutil.rmtree(out / "audio", ignore_errors=True)  # no stale clips from older runs
@@ -453,13 +556,13 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = [{"path": clip_path(spk, sid), "label": spk.label, "speaker": spk.speaker,
              "split": spk.split, "sentence_id": sid} for spk, sid in clips]
-    check_disjoint(rows)
+    check_disjoint(rows, speakers)
     write_csv(out / "manifest.csv", rows)
     write_csv(out / "sentences.csv", [{"sentence_id": sid, "split": sentence_split[sid],
                                        "text": SENTENCES[sid]}
                                       for sid in sorted(sentence_split)])
     write_csv(out / "speakers.csv", [asdict(s) | {"voice": voice_of(s)} for s in speakers])
-    summarize(rows, durations, out)
+    summarize(rows, durations, speakers, out)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def manifest(path, text: str):
 @needs_corpus
 def test_repo_accent_recipe_is_described():
     described = check_data(load_recipe(REPO / "recipes" / "speech_accent.toml"))
-    assert described.startswith("2,400 clips in 8 classes (1,696 train / 352 val / 352 test)")
+    assert described.startswith("2,656 clips in 8 classes (1,696 train / 480 val / 480 test)")
     assert described.endswith("8 of 8 sampled clips decode")
 
 

@@ -181,10 +181,19 @@ def test_read_input_is_the_centred_eval_clip(tmp_path, backbone):
 def test_accent_corpus_splits_are_speaker_and_sentence_disjoint():
     with ACCENT_MANIFEST.open() as fh:
         rows = list(csv.DictReader(fh))
+    with (ACCENT_MANIFEST.parent / "speakers.csv").open() as fh:
+        variant = {r["speaker"]: r["variant"] for r in csv.DictReader(fh)}
     by_split = {s: [r for r in rows if r["split"] == s] for s in ("train", "val", "test")}
     for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
-        assert not {r["speaker"] for r in by_split[a]} & {r["speaker"] for r in by_split[b]}
+        for key in ("speaker", "sentence_id"):
+            assert not {r[key] for r in by_split[a]} & {r[key] for r in by_split[b]}
+        assert not {variant[r["speaker"]] for r in by_split[a]} & {variant[r["speaker"]] for r in by_split[b]}
     assert len({r["label"] for r in rows}) == 8
+    for split in ("val", "test"):  # issue 15: at least 4 unseen voices per accent
+        per_accent = {r["label"]: set() for r in rows}
+        for r in by_split[split]:
+            per_accent[r["label"]].add(r["speaker"])
+        assert min(len(s) for s in per_accent.values()) >= 4 and len(by_split[split]) >= 352
 
 
 def test_truncated_file_is_caught_by_preload_before_training(tone_folder, backbone):
