@@ -1,7 +1,10 @@
 """Built-in heads for classification, multi-label and regression tasks.
 
 ``linear``: dropout + one linear layer. ``mlp``: hidden layers with GELU and
-dropout. The task decides the loss (cross-entropy with optional label
+dropout. Either may first standardise its input features
+(``input_norm = "batch"``: BatchNorm without affine parameters, as in MAE's
+linear probe), which matters when a backbone's features vary little around
+large offsets (a transformer's middle layers). The task decides the loss (cross-entropy with optional label
 smoothing, binary cross-entropy, MSE / smooth L1) and the metrics.
 """
 
@@ -24,6 +27,9 @@ class HeadOptions(Options):
     """Options shared by the built-in heads."""
 
     dropout: float = Field(0.0, ge=0, lt=1)
+    input_norm: Literal["none", "batch"] = Field(
+        "none", description="batch: standardise each feature over the batch (BatchNorm1d without affine "
+        "parameters; running statistics in evaluation) before the head's layers")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="classification only")
     regression_loss: Literal["mse", "smooth_l1"] = "mse"
 
@@ -82,15 +88,34 @@ class TaskHead(Head):
                 for vs, ix in zip(values, indices)]
 
 
+class FeatureNorm(nn.BatchNorm1d):
+    """BatchNorm1d without affine parameters that also takes a training batch
+    of one example (the last of an epoch can be), using the running statistics."""
+
+    def __init__(self, features: int):
+        super().__init__(features, affine=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] == 1:
+            return F.batch_norm(x, self.running_mean, self.running_var, training=False, eps=self.eps)
+        return super().forward(x)
+
+
+def input_layers(options: HeadOptions, feature_dim: int) -> list[nn.Module]:
+    """The optional standardisation in front of a head (``input_norm``)."""
+    return [FeatureNorm(feature_dim)] if options.input_norm == "batch" else []
+
+
 def build_linear(options: HeadOptions, feature_dim: int, task: TaskInfo, ctx: BuildContext) -> TaskHead:
-    """The ``linear`` head: dropout, then one linear layer."""
-    body = nn.Sequential(nn.Dropout(options.dropout), nn.Linear(feature_dim, task.num_outputs))
+    """The ``linear`` head: ``input_norm``, dropout, then one linear layer."""
+    body = nn.Sequential(*input_layers(options, feature_dim), nn.Dropout(options.dropout),
+                         nn.Linear(feature_dim, task.num_outputs))
     return TaskHead(body, task, options)
 
 
 def build_mlp(options: MlpOptions, feature_dim: int, task: TaskInfo, ctx: BuildContext) -> TaskHead:
-    """The ``mlp`` head: ``options.hidden`` GELU layers with dropout, then a linear layer."""
-    layers: list[nn.Module] = []
+    """The ``mlp`` head: ``input_norm``, ``options.hidden`` GELU layers with dropout, then a linear layer."""
+    layers: list[nn.Module] = input_layers(options, feature_dim)
     width = feature_dim
     for hidden in options.hidden:
         layers += [nn.Linear(width, hidden), nn.GELU(), nn.Dropout(options.dropout)]
