@@ -13,6 +13,7 @@ the same crops as an unbroken one.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -124,7 +125,12 @@ def crop_or_pad(waveform: torch.Tensor, length: int, random: bool, pad: bool = T
 
 @dataclass(frozen=True)
 class Augment:
-    """Waveform augmentation for training: random gain and additive noise.
+    """Waveform augmentation for training: speed perturbation, random gain and additive noise.
+
+    ``speeds``: speed factors drawn uniformly per clip (e.g. ``(0.9, 1.0, 1.1)``,
+    Kaldi's speed perturbation): the clip is resampled so it plays ``factor``
+    times faster, which shifts pitch and formants like another voice would;
+    applied before the crop (``perturb_speed``). Empty = off.
 
     ``gain_db``: gain drawn uniformly from ``[-gain_db, +gain_db]`` dB (0 = off).
     ``noise_snr_db``: ``(low, high)`` signal-to-noise ratio in dB of added
@@ -135,10 +141,21 @@ class Augment:
     gain_db: float = 6.0
     noise_snr_db: tuple[float, float] | None = (15.0, 40.0)
     noise_prob: float = 0.5
+    speeds: tuple[float, ...] = ()
 
     @property
     def active(self) -> bool:
-        return self.gain_db > 0 or (self.noise_snr_db is not None and self.noise_prob > 0)
+        return (self.gain_db > 0 or (self.noise_snr_db is not None and self.noise_prob > 0)
+                or any(f != 1.0 for f in self.speeds))
+
+    def perturb_speed(self, waveform: torch.Tensor) -> torch.Tensor:
+        """The clip played at a speed factor drawn from ``speeds`` (a rational
+        resampling: factor 1.1 is 17,600 -> 16,000 samples per second)."""
+        if not self.speeds:
+            return waveform
+        factor = self.speeds[int(torch.randint(0, len(self.speeds), ()).item())]
+        fraction = Fraction(factor).limit_denominator(100)
+        return resample(waveform, fraction.numerator, fraction.denominator)
 
     def __call__(self, waveform: torch.Tensor) -> torch.Tensor:
         if self.gain_db > 0:
@@ -156,7 +173,8 @@ class Augment:
 class ClipTransform:
     """The per-example waveform pipeline of one split.
 
-    decoded waveform (mono, at the backbone's rate) -> crop/pad to
+    decoded waveform (mono, at the backbone's rate) -> speed perturbation
+    (``augment.speeds``, training only) -> crop/pad to
     ``clip_samples`` (random offset if ``random_crop``, else centred; ``pad=False``
     leaves shorter clips unpadded, for backbones that batch variable lengths) ->
     ``augment`` (training only; None = off) -> the backbone's own per-example step
@@ -179,6 +197,8 @@ class ClipTransform:
         return self.random_crop or self.augment is not None
 
     def __call__(self, waveform: torch.Tensor) -> torch.Tensor:
+        if self.augment is not None:
+            waveform = self.augment.perturb_speed(waveform)
         if self.clip_samples is not None:
             waveform = crop_or_pad(waveform, self.clip_samples, random=self.random_crop, pad=self.pad)
         if self.augment is not None:

@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -59,6 +59,9 @@ class AudioDataOptions(Options):
     gain_db: float = Field(6.0, ge=0, description="random gain range, +- dB")
     noise_snr_db: tuple[float, float] = Field((15.0, 40.0), description="white-noise SNR range in dB")
     noise_prob: float = Field(0.5, ge=0, le=1)
+    speed_perturb: list[Annotated[float, Field(ge=0.5, le=2.0)]] = Field(
+        default_factory=list, description="speed factors drawn per training clip, e.g. [0.9, 1.0, 1.1] (Kaldi's "
+        "speed perturbation: pitch, formants and tempo change like another voice's); empty = off")
     cache: Literal["auto"] | bool = Field("auto", description="keep decoded waveforms in memory "
                                           "(auto: when they fit cache_mb)")
     cache_mb: float = Field(1024, gt=0)
@@ -222,7 +225,8 @@ def build_bundle(entries: list[Entry], options: AudioDataOptions, backbone: Back
         preload_note = f", decoded in {time.perf_counter() - t0:.1f} s"
     train_samples = seconds_to_samples(options.clip_seconds, rate)
     eval_samples = seconds_to_samples(options.eval_clip_seconds or options.clip_seconds, rate)
-    augment = Augment(options.gain_db, tuple(options.noise_snr_db), options.noise_prob) if options.augment else None
+    augment = Augment(options.gain_db, tuple(options.noise_snr_db), options.noise_prob,
+                      tuple(options.speed_perturb)) if options.augment else None
     pad = not getattr(backbone, "variable_length", False)
     train_tf = ClipTransform(train_samples, options.random_crop, augment, backbone.preprocess(train=True), pad=pad)
     eval_tf = ClipTransform(eval_samples, False, None, backbone.preprocess(train=False), pad=pad)

@@ -87,3 +87,20 @@ def test_clip_transform_is_deterministic_without_augmentation():
     gain = float((clean * x).sum() / (x * x).sum())
     residual = float((clean - gain * x).pow(2).mean() / (gain * x).pow(2).mean())
     assert 0.005 < residual < 0.15
+
+
+def test_speed_perturbation_shifts_pitch_and_length_before_the_crop():
+    x = torch.from_numpy(tone(440, 1.0, 16000, harmonics=1))
+    faster = Augment(gain_db=0.0, noise_snr_db=None, speeds=(1.1,))
+    slower = Augment(gain_db=0.0, noise_snr_db=None, speeds=(0.9,))
+    assert faster.active and not Augment(gain_db=0.0, noise_snr_db=None, speeds=(1.0,)).active
+    up, down = faster.perturb_speed(x), slower.perturb_speed(x)
+    assert up.shape == (14545 + 1,) and down.shape == (17778,)  # 16000 / 1.1 and 16000 / 0.9 samples
+    assert dominant_frequency(up, 16000) == pytest.approx(484, abs=4)
+    assert dominant_frequency(down, 16000) == pytest.approx(396, abs=4)
+    # the crop comes after: every training clip still has the clip length
+    transform = ClipTransform(8000, random_crop=True, augment=Augment(0.0, None, 0.0, (0.9, 1.0, 1.1)))
+    torch.manual_seed(0)
+    lengths = {transform(x).shape[0] for _ in range(10)}
+    assert lengths == {8000}
+    assert ClipTransform(8000, augment=None)(x).shape == (8000,)
