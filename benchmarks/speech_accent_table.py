@@ -1,15 +1,19 @@
 """Accent-ID table: every method on the same corpus and test split.
 
 Rows: MFCC statistics + logistic regression (classical), ``logmel_cnn`` from
-scratch, a linear probe on the pretrained Resemblyzer encoder, the recipe's
-fine-tune (recipes/speech_accent.toml), and every other registered freeze
-strategy on the same recipe (a strategy that cannot split this backbone is
-reported as n/a with its error). Each row prints test accuracy, validation
-accuracy and wall time; the epoch budget is the recipe's unless --epochs.
+scratch, a linear probe on the recipe's pretrained encoder, the recipe's
+fine-tune (``--recipe``, default recipes/speech_accent.toml), and every other
+registered freeze strategy on the same recipe (a strategy that cannot split
+this backbone is reported as n/a with its error). Each row prints test
+accuracy, validation accuracy, trainable weights and wall time; the epoch
+budget is the recipe's unless --epochs. ``--seeds 0 1 2`` runs every ftkit
+row once per seed (``train.seed``) and prints the mean and the range.
 
-    .venv/bin/python benchmarks/speech_accent_table.py                 # full table (about an hour on 2 cores)
+    .venv/bin/python benchmarks/speech_accent_table.py                 # full table (hours on 2 cores)
     .venv/bin/python benchmarks/speech_accent_table.py --epochs 1 --limit 8   # smoke test, a minute or two
     .venv/bin/python benchmarks/speech_accent_table.py --methods mfcc_lr linear_probe full
+    .venv/bin/python benchmarks/speech_accent_table.py --methods full --seeds 0 1 2
+    .venv/bin/python benchmarks/speech_accent_table.py --recipe recipes/speech_accent_resemblyzer.toml
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 #: the linear probe trains only the head: no augmentation and a centred crop make the
 #: training inputs fixed, so the engine caches the frozen features once
 PROBE = {"freeze": {"strategy": "linear_probe"}, "data": {"augment": False, "random_crop": False},
-         "optim": {"lr": 1e-2, "head_lr_mult": 1.0}}
+         "optim": {"lr": 1e-2, "head_lr_mult": 1.0}, "head": {"input_norm": "batch"}, "train": {"epochs": 20}}
 #: the from-scratch baseline: the recipe's data and loop, a small CNN instead of the encoder
 CNN = {"backbone": {"name": "logmel_cnn"}, "optim": {"lr": 3e-3, "head_lr_mult": 1.0}}
 
@@ -51,10 +55,12 @@ def merged(recipe: dict, changes: dict, replace: tuple[str, ...] = ()) -> dict:
     return out
 
 
-def ft_row(name: str, recipe: dict, args) -> dict:
+def ft_row(name: str, recipe: dict, args, seed: int | None = None) -> dict:
     import ft
 
-    recipe = merged(recipe, {"output": {"dir": str(args.out / name)}})
+    recipe = merged(recipe, {"output": {"dir": str(args.out / (name if seed is None else f"{name}-seed{seed}"))}})
+    if seed is not None:
+        recipe = merged(recipe, {"train": {"seed": seed}})
     if args.epochs:
         recipe = merged(recipe, {"train": {"epochs": args.epochs}})
     if args.limit:
@@ -67,7 +73,25 @@ def ft_row(name: str, recipe: dict, args) -> dict:
     return {"method": name, "test_accuracy": result.metrics["test"]["accuracy"],
             "val_accuracy": result.metrics["val"]["accuracy"], "seconds": time.perf_counter() - t0,
             "train_seconds": result.summary["train_seconds"], "epochs": result.summary["epochs_run"],
-            "strategy": recipe["freeze"]["strategy"], "backbone": recipe["backbone"]["name"]}
+            "trainable": result.summary["params"]["trainable"], "note": result.summary.get("note"),
+            "strategy": recipe["freeze"]["strategy"], "backbone": recipe["backbone"]["name"], "seed": seed}
+
+
+def seeded_row(name: str, recipe: dict, args) -> dict:
+    """One row: a single run, or the mean (and range) over ``--seeds``."""
+    if not args.seeds:
+        return ft_row(name, recipe, args)
+    runs = [ft_row(name, recipe, args, seed) for seed in args.seeds]
+    for run in runs:
+        print("      " + json.dumps(run), flush=True)
+    if any("error" in r for r in runs):
+        return next(r for r in runs if "error" in r)
+    row = dict(runs[0], seed=list(args.seeds))
+    for key in ("test_accuracy", "val_accuracy", "seconds"):
+        values = [r[key] for r in runs]
+        row[key] = sum(values) / len(values)
+        row[key + "_range"] = (min(values), max(values))
+    return row
 
 
 def rows(args) -> list[dict]:
@@ -87,9 +111,11 @@ def rows(args) -> list[dict]:
     # lp_ft's default fine-tuning phase runs at 0.1x the rates; this row keeps the recipe's rates after the probe
     plans["lp_ft_recipe_lr"] = merged(recipe, {"freeze": {"strategy": "lp_ft", "probe_epochs": 2, "ft_lr_mult": 1.0,
                                                           "head_ft_lr_mult": 1.0}}, replace=("freeze",))
+    # freeze the stem and the first half of the encoder's layer groups (needs its n)
+    plans["freeze_bottom"] = merged(recipe, {"freeze": {"strategy": "freeze_bottom", "n": 2}}, replace=("freeze",))
     registry = ft.get_registry()
     for name in sorted(registry.entries["ft_freeze_strategies"]):
-        if name not in ("full", "linear_probe", strategy):
+        if name not in plans and name not in ("full", "linear_probe", strategy):
             plans[name] = merged(recipe, {"freeze": {"strategy": name}}, replace=("freeze",))
     wanted = args.methods or list(plans)
     unknown = [m for m in wanted if m not in plans]
@@ -106,7 +132,7 @@ def rows(args) -> list[dict]:
             row = {"method": name, "test_accuracy": r["test_accuracy"], "val_accuracy": r["val_accuracy"],
                    "seconds": time.perf_counter() - t0}
         else:
-            row = ft_row(name, plans[name], args)
+            row = seeded_row(name, plans[name], args)
         print("    " + json.dumps(row), flush=True)
         out.append(row)
     return out
@@ -118,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="override train.epochs for every ft row")
     parser.add_argument("--limit", type=int, default=None, help="at most N clips per class in each split")
     parser.add_argument("--methods", nargs="*", default=None, help="rows to run (default: all)")
+    parser.add_argument("--seeds", nargs="*", type=int, default=None,
+                        help="run every ftkit row once per train.seed and report mean and range")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "speech_accent_table",
                         help="run directories go under here (replaced)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
@@ -132,12 +160,17 @@ def main(argv: list[str] | None = None) -> int:
     table = rows(args)
     print(f"\nAccent ID, {args.recipe.name}, {torch.get_num_threads()} threads"
           + (f", epochs={args.epochs}" if args.epochs else "") + (f", limit={args.limit}/class" if args.limit else ""))
-    print(f"{'method':<28}{'test acc':>10}{'val acc':>10}{'wall s':>10}")
+    print(f"{'method':<28}{'test acc':>10}{'val acc':>10}{'trainable':>12}{'wall s':>10}")
     for r in table:
         if "error" in r:
-            print(f"{r['method']:<28}{'n/a':>10}{'':>10}{'':>10}  {r['error'][:90]}")
-        else:
-            print(f"{r['method']:<28}{r['test_accuracy']:>10.4f}{r['val_accuracy']:>10.4f}{r['seconds']:>10.1f}")
+            print(f"{r['method']:<28}{'n/a':>10}{'':>10}{'':>12}{'':>10}  {r['error'][:90]}")
+            continue
+        spread = ""
+        if "test_accuracy_range" in r:
+            (tl, th), (vl, vh) = r["test_accuracy_range"], r["val_accuracy_range"]
+            spread = f"  test {tl:.4f}..{th:.4f}, val {vl:.4f}..{vh:.4f} over seeds {r['seed']}"
+        print(f"{r['method']:<28}{r['test_accuracy']:>10.4f}{r['val_accuracy']:>10.4f}{(format(r['trainable'], ',') if 'trainable' in r else '-'):>12}"
+              f"{r['seconds']:>10.1f}{spread}" + (f"  ({r['note']})" if r.get("note") else ""))
     if args.json:
         args.json.write_text(json.dumps(table, indent=2))
     return 0

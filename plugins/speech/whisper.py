@@ -176,8 +176,10 @@ class WhisperBackbone(SpeechBackbone):
     def collate(self) -> PadWaveforms:
         return PadWaveforms()
 
-    def forward(self, inputs) -> torch.Tensor:
-        """``inputs``: waveforms ``[B, T]`` or ``{"waveform": [B, T], "lengths": [B]}``."""
+    def hidden_states(self, inputs) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Every hidden state ``[B, S, D]`` (the stem's output, then each built
+        block's; the last after the final layer norm) and the valid steps ``[B, S]``.
+        ``inputs``: waveforms ``[B, T]`` or ``{"waveform": [B, T], "lengths": [B]}``."""
         waveform, lengths = (inputs["waveform"], inputs.get("lengths")) if isinstance(inputs, dict) else (inputs, None)
         mel, frames = self.frontend(waveform, lengths)
         mel = self.spec_augment(mel)
@@ -199,12 +201,17 @@ class WhisperBackbone(SpeechBackbone):
             x = block(x, attend)
             states.append(x)
         states[-1] = enc.layer_norm(x)
+        return states, valid
+
+    def forward(self, inputs) -> torch.Tensor:
+        """Pooled features ``[B, feature_dim]`` (see :meth:`hidden_states` for ``inputs``)."""
+        states, valid = self.hidden_states(inputs)
         if self.layer_weights is not None:
             weights = torch.softmax(self.layer_weights, dim=0)
-            x = sum(w * h for w, h in zip(weights, states))
+            hidden = sum(w * h for w, h in zip(weights, states))
         else:
-            x = states[-1]
-        return masked_pool(x, valid, self.pool)
+            hidden = states[-1]
+        return masked_pool(hidden, valid, self.pool)
 
     def layer_groups(self):
         spec = [("stem", ["model.conv1", "model.conv2", "model.embed_positions"])]
