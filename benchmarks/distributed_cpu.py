@@ -3,10 +3,10 @@ cached linear probe's later epochs, side by side in one run.
 
     python benchmarks/distributed_cpu.py [--rounds 3] [--limit 0]
 
-On the speech accent corpus (recipes/speech_accent.toml, Resemblyzer):
+On the speech accent corpus (recipes/speech_accent_resemblyzer.toml, Resemblyzer):
 
 * **Evaluation**: a linear probe's run directory is made once; then its
-  test split (352 clips of 4 s) is evaluated by 1 process and by 2 ranks
+  test split (352 clips of 4 s when measured; 480 since the corpus has 4 test voices) is evaluated by 1 process and by 2 ranks
   (torchrun), alternating which goes first. Only the evaluation is timed
   (each process builds model and data first, then all ranks start
   together). Goal (scale-out issue): 2 ranks <= 0.6x the time of 1.
@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPE = REPO / "recipes" / "speech_accent.toml"
+RECIPE = REPO / "recipes" / "speech_accent_resemblyzer.toml"
 PROBE = ["freeze.strategy=\"linear_probe\"", "data.augment=false", "data.random_crop=false",
          "backbone.spec_augment=false", "train.epochs=10", "train.precision=\"fp32\"", "optim.lr=3e-3",
          "optim.head_lr_mult=1.0"]

@@ -1,6 +1,6 @@
 """Linear-probe epoch time with frozen-feature caching vs without.
 
-    python benchmarks/feature_cache.py recipes/speech_accent.toml --epochs 4 [--set key=value ...]
+    python benchmarks/feature_cache.py recipes/speech_accent_resemblyzer.toml --epochs 4 [--set key=value ...]
 
 Runs the recipe twice as a linear probe (``freeze.strategy=linear_probe``):
 ``train.cache_features=auto`` and ``=false``, everything else equal, and

@@ -8,8 +8,9 @@ Rows: ``scratch`` (random weights, everything trains), ``linear_probe``
 (frozen backbone, augmentation off so its features are cached), ``full``
 (the recipe as written), ``lp_ft`` (probe first, then fine-tune), and the
 rest of the freeze library: ``gradual_unfreeze`` (one group more per epoch),
-``bitfit`` (biases, norms' shifts and the head), ``lora`` (a row that says
-why not: this backbone has no nn.Linear layers) and ``l2sp``. A strategy
+``bitfit`` (biases, norms' shifts and the head), ``lora`` (adapters on the
+pointwise convolutions: this backbone has no nn.Linear layers, and peft
+cannot merge adapters of its depthwise ones) and ``l2sp``. A strategy
 row appears only when that strategy is registered. Every row is ``ft.run`` on
 recipes/fashion_mnist.toml with overrides, one after another in this process;
 the table and the per-row settings are printed and saved as JSON. Times are

@@ -38,3 +38,13 @@ def test_recipe_header_says_command_and_result(path):
     text = "\n".join(header)
     assert f"ft run recipes/{path.name}" in text, f"{path.name}: header lacks the command"
     assert "result" in text.lower(), f"{path.name}: header lacks the measured result"
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_recipe_meets_its_time_by_being_fast_not_by_a_time_limit(path):
+    """A time_limit would cut a slow machine's run short and report a result
+    that is not the recipe's: shipped recipes set none."""
+    import tomllib
+
+    with path.open("rb") as fh:
+        assert "time_limit" not in tomllib.load(fh).get("train", {}), path.name

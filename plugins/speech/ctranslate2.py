@@ -123,6 +123,12 @@ def whisper_state_dict(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
             if has_bias:
                 state[dst + ".bias"] = bias[i * rows:(i + 1) * rows].clone()
 
+    def self_attention(dst: str, src: str) -> None:
+        fused([f"{dst}.self_attn.q_proj", f"{dst}.self_attn.k_proj", f"{dst}.self_attn.v_proj"],
+              f"{src}/self_attention/linear_0", [True, False, True])
+        linear(f"{dst}.self_attn.out_proj", f"{src}/self_attention/linear_1")
+        norm(f"{dst}.self_attn_layer_norm", f"{src}/self_attention/layer_norm")
+
     def ffn(dst: str, src: str) -> None:
         norm(dst + ".final_layer_norm", src + "/ffn/layer_norm")
         linear(dst + ".fc1", src + "/ffn/linear_0")
@@ -136,20 +142,14 @@ def whisper_state_dict(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     norm("model.encoder.layer_norm", "encoder/layer_norm")
     for i in range(enc_layers):
         dst, src = f"model.encoder.layers.{i}", f"encoder/layer_{i}"
-        fused([f"{dst}.self_attn.q_proj", f"{dst}.self_attn.k_proj", f"{dst}.self_attn.v_proj"],
-              f"{src}/self_attention/linear_0", [True, False, True])
-        linear(f"{dst}.self_attn.out_proj", f"{src}/self_attention/linear_1")
-        norm(f"{dst}.self_attn_layer_norm", f"{src}/self_attention/layer_norm")
+        self_attention(dst, src)
         ffn(dst, src)
     state["model.decoder.embed_tokens.weight"] = t["decoder/embeddings/weight"]
     state["model.decoder.embed_positions.weight"] = t["decoder/position_encodings/encodings"]
     norm("model.decoder.layer_norm", "decoder/layer_norm")
     for i in range(dec_layers):
         dst, src = f"model.decoder.layers.{i}", f"decoder/layer_{i}"
-        fused([f"{dst}.self_attn.q_proj", f"{dst}.self_attn.k_proj", f"{dst}.self_attn.v_proj"],
-              f"{src}/self_attention/linear_0", [True, False, True])
-        linear(f"{dst}.self_attn.out_proj", f"{src}/self_attention/linear_1")
-        norm(f"{dst}.self_attn_layer_norm", f"{src}/self_attention/layer_norm")
+        self_attention(dst, src)
         linear(f"{dst}.encoder_attn.q_proj", f"{src}/attention/linear_0")
         fused([f"{dst}.encoder_attn.k_proj", f"{dst}.encoder_attn.v_proj"], f"{src}/attention/linear_1",
               [False, True])
