@@ -59,7 +59,7 @@ def probe(x: torch.Tensor, y: torch.Tensor, split: list[str], strengths=(1e-3, 1
         bias = torch.zeros(weight.shape[1], requires_grad=True)
         optimizer = torch.optim.LBFGS([weight, bias], max_iter=200, line_search_fn="strong_wolfe")
 
-        def closure():
+        def closure(optimizer=optimizer, weight=weight, bias=bias, strength=strength):
             optimizer.zero_grad()
             loss = F.cross_entropy(x[index["train"]] @ weight + bias, y[index["train"]]) + strength * weight.pow(2).sum() / 2
             loss.backward()

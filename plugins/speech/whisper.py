@@ -324,7 +324,7 @@ def _hf_encoder(source: str, where: str, local: bool) -> nn.Module:
     logging.disable_progress_bar()
     try:
         model = WhisperModel.from_pretrained(source, local_files_only=local, attn_implementation="sdpa")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - transformers raises many kinds; each becomes one clear message
         hint = ("a Hugging Face Whisper folder has config.json and model.safetensors (or pytorch_model.bin)"
                 if local else "offline? download it once (huggingface-cli download ID --local-dir DIR) and set "
                 "backbone.weights = DIR")

@@ -235,3 +235,50 @@ def test_whisper_fine_tunes_end_to_end_and_predicts_a_clip_of_any_length(registr
     capsys.readouterr()
     assert ft_main(["predict", str(tmp_path / "run"), str(clip)]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith(f"{clip}: high ")
+
+
+STRATEGIES = {"full": {}, "linear_probe": {}, "freeze_bottom": {"n": 2}, "gradual_unfreeze": {},
+              "discriminative_lr": {}, "lp_ft": {"probe_epochs": 1}, "bitfit": {}, "lora": {}, "l2sp": {}}
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_every_freeze_strategy_trains_whisper_by_its_blocks(registry, tone_folder, tmp_path, strategy):
+    """Each strategy runs on the per-block layer groups; what it freezes stays bit-identical."""
+    assert set(STRATEGIES) | {"adabn"} == set(ft.get_registry().entries["ft_freeze_strategies"])
+    root = tone_folder(n_per_class=4, seconds=0.6)
+    recipe = {
+        "task": {"type": "classification"},
+        "data": {"format": "audio_folder", "path": str(root), "clip_seconds": 0.6, "val_fraction": 0.25,
+                 "test_fraction": 0.25, "seed": 0},
+        "backbone": {"name": "whisper", "layer": 2},
+        "head": {"type": "linear"}, "freeze": {"strategy": strategy, **STRATEGIES[strategy]},
+        "optim": {"lr": 1e-3}, "train": {"epochs": 2, "batch_size": 3, "progress": False, "seed": 0},
+        "output": {"dir": str(tmp_path / "run")},
+    }
+    before = {k: v.clone() for k, v in build(layer=2).state_dict().items()}
+    result = ft.run(recipe, quiet=True)
+    after = result.model.backbone.state_dict()
+    moved = {k for k, v in before.items() if k in after and not torch.equal(v, after[k])}
+    assert "model.embed_positions.weight" not in moved  # Whisper's fixed position table
+    if strategy in ("linear_probe", "lora"):
+        assert not moved  # lora's adapters are extra tensors; the pretrained weights stay as they were
+    elif strategy == "freeze_bottom":
+        assert moved and not any(k.startswith(("model.conv", "model.layers.0.")) for k in moved)
+    elif strategy == "gradual_unfreeze":  # epoch 1 the head, epoch 2 also the top block (the best may be epoch 1)
+        assert not any(k.startswith(("model.conv", "model.layers.0.")) for k in moved)
+    elif strategy == "bitfit":
+        assert moved and all(k.endswith("bias") for k in moved)
+    else:
+        assert any(k.startswith("model.layers.1.") for k in moved)
+
+
+def test_adabn_says_whisper_has_no_batch_norm(registry, tone_folder, tmp_path):
+    root = tone_folder(n_per_class=4, seconds=0.6)
+    recipe = {"task": {"type": "classification"},
+              "data": {"format": "audio_folder", "path": str(root), "clip_seconds": 0.6, "seed": 0,
+                       "val_fraction": 0.25, "test_fraction": 0.25},
+              "backbone": {"name": "whisper", "layer": 1}, "head": {"type": "linear"},
+              "freeze": {"strategy": "adabn"}, "train": {"epochs": 1, "progress": False},
+              "output": {"dir": str(tmp_path / "run")}}
+    with pytest.raises(FtError, match="(?i)batch ?norm"):
+        ft.run(recipe, quiet=True)
