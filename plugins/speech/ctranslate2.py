@@ -63,8 +63,9 @@ def read_model_bin(path: Path) -> tuple[str, dict[str, torch.Tensor]]:
                 if len(raw) != nbytes or dtype_id not in DTYPES:
                     raise ValueError(f"variable {name!r} is cut short or has an unknown type {dtype_id}")
                 dtype = DTYPES[dtype_id]
+                # the bytearray is the tensor's own copy of the bytes: no second copy needed
                 buffer = torch.frombuffer(bytearray(raw), dtype=torch.uint8) if nbytes else torch.empty(0, dtype=torch.uint8)
-                tensors[name] = buffer.view(dtype).reshape(shape).clone()
+                tensors[name] = buffer.view(dtype).reshape(shape)
             (aliases,) = struct.unpack("<I", fh.read(4))
             for _ in range(aliases):
                 alias, target = _string(fh), _string(fh)
