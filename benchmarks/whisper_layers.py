@@ -29,7 +29,8 @@ MANIFEST = REPO / "recipes" / "data" / "accent_corpus" / "manifest.csv"
 def features(manifest: Path, batch: int = 32) -> tuple[list[torch.Tensor], torch.Tensor, list[str]]:
     """Mean-and-std pooled hidden states ``[clips, 2 * width]`` per state, labels, splits."""
     from ft.contracts import BuildContext
-    from ft.plugins.speech.whisper import WhisperOptions, build_whisper, masked_pool
+    from ft.plugins.speech.frontend import masked_pool
+    from ft.plugins.speech.whisper import WhisperOptions, build_whisper
 
     with manifest.open() as fh:
         rows = list(csv.DictReader(fh))

@@ -1,4 +1,4 @@
-"""What every speech backbone shares: its sample rate, SpecAugment, volume normalisation.
+"""What every speech backbone shares: its sample rate, SpecAugment, volume normalisation, masked pooling.
 
 A speech backbone takes fixed-length mono waveforms ``[B, T]`` at its own
 ``sample_rate`` and computes its features itself (torchaudio transforms in
@@ -102,3 +102,14 @@ class SpeechBackbone(Backbone):
 
     def preprocess(self, train: bool):
         return None
+
+
+def masked_pool(hidden: torch.Tensor, valid: torch.Tensor, pool: str) -> torch.Tensor:
+    """Mean (and standard deviation) over the valid steps of ``hidden [B, S, D]``."""
+    mask = valid[..., None].to(hidden.dtype)
+    count = mask.sum(1).clamp_min(1)
+    mean = (hidden * mask).sum(1) / count
+    if pool == "mean":
+        return mean
+    var = ((hidden - mean[:, None]) ** 2 * mask).sum(1) / count
+    return torch.cat([mean, (var + 1e-5).sqrt()], dim=-1)

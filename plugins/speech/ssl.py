@@ -24,7 +24,7 @@ from ft.contracts import groups_by_prefix
 from ft.errors import FtError
 from ft.specs import ExistingPath, Options
 
-from .frontend import SpeechBackbone
+from .frontend import SpeechBackbone, masked_pool
 
 #: backbone name -> (torchaudio builder, family used for the tiny test config, default bundle)
 FAMILIES = {
@@ -148,8 +148,7 @@ class SslEncoder(SpeechBackbone):
         hidden = self.model.encoder(features, lengths)  # [B, frames, D]
         if lengths is None:
             return hidden.mean(dim=1)
-        mask = (torch.arange(hidden.shape[1], device=hidden.device)[None] < lengths[:, None]).to(hidden.dtype)
-        return (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
+        return masked_pool(hidden, torch.arange(hidden.shape[1], device=hidden.device)[None] < lengths[:, None], "mean")
 
     def layer_groups(self):
         transformer = self.model.encoder.transformer

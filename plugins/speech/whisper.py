@@ -52,7 +52,7 @@ from ft.errors import FtError
 from ft.specs import ExistingPath
 
 from .ctranslate2 import whisper_state_dict
-from .frontend import SpecAugment, SpecAugmentOptions, SpeechBackbone
+from .frontend import SpecAugment, SpecAugmentOptions, SpeechBackbone, masked_pool
 
 SAMPLE_RATE = 16000
 N_FFT, HOP = 400, 160
@@ -233,17 +233,6 @@ class WhisperBackbone(SpeechBackbone):
                 "blocks": len(self.model.layers), "width": self.model.conv1.out_channels,
                 "n_mels": self.model.conv1.in_channels, "sample_rate": self.sample_rate,
                 "feature_dim": self.feature_dim}
-
-
-def masked_pool(hidden: torch.Tensor, valid: torch.Tensor, pool: str) -> torch.Tensor:
-    """Mean (and standard deviation) over the valid steps of ``hidden [B, S, D]``."""
-    mask = valid[..., None].to(hidden.dtype)
-    count = mask.sum(1).clamp_min(1)
-    mean = (hidden * mask).sum(1) / count
-    if pool == "mean":
-        return mean
-    var = ((hidden - mean[:, None]) ** 2 * mask).sum(1) / count
-    return torch.cat([mean, (var + 1e-5).sqrt()], dim=-1)
 
 
 # -- weights --------------------------------------------------------------------
