@@ -31,7 +31,7 @@ _LAZY = {
     "ExactSum": "metrics", "checkpoint_modules": "activation_checkpointing",
     # how a plugin registers it
     "BackboneSpec": "specs", "HeadSpec": "specs", "FreezeStrategySpec": "specs", "DatasetFormatSpec": "specs",
-    "SectionSpec": "specs", "Options": "specs", "NoOptions": "specs", "RecipePath": "specs",
+    "SectionSpec": "specs", "LoggerSpec": "specs", "Options": "specs", "NoOptions": "specs", "RecipePath": "specs",
     "ExistingPath": "specs", "require": "specs",
     # errors for people
     "FtError": "errors", "RecipeError": "errors", "DataError": "errors", "PluginError": "errors",

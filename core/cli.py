@@ -16,6 +16,7 @@ examples:
   ft run recipes/speech_accent.toml
   ft run recipes/speech_accent.toml --set train.epochs=3 --set optim.lr=3e-4
   ft run recipes/speech_accent.toml --resume
+  ft run recipes/speech_accent.toml --log tensorboard
   ft run recipes/speech_accent.toml --nproc-per-node 2
   ft validate recipes/speech_accent.toml
   ft show recipes/speech_accent.toml
@@ -45,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_DIR",
                    help="continue the recipe's latest run (or RUN_DIR) from its last checkpoint")
     r.add_argument("--quiet", action="store_true", help="no progress output")
+    r.add_argument("--log", dest="loggers", action="append", default=[], metavar="NAME",
+                   help="also record the run with logger NAME (tensorboard, mlflow, or a plugin's; repeatable); "
+                        "adds to the recipe's [log] backends")
     dist = r.add_argument_group("several processes (see docs/distributed.md)")
     dist.add_argument("--nproc-per-node", type=int, metavar="N",
                       help="start N ranks on this node (through torch.distributed.run, as torchrun does)")
@@ -123,7 +127,7 @@ def _run(args) -> int:
         return _launch(args)
     from .engine import run
 
-    run(args.recipe, args.overrides, resume=args.resume, quiet=args.quiet)
+    run(args.recipe, args.overrides, resume=args.resume, quiet=args.quiet, loggers=args.loggers)
     return 0
 
 
@@ -138,12 +142,13 @@ def _launch(args) -> int:
         options.torchrun_args()
     except ValueError as exc:
         raise FtError(str(exc), where="ft run") from None
-    load_recipe(args.recipe, args.overrides)
+    load_recipe(args.recipe, args.overrides, loggers=args.loggers)
     worker = ["run", args.recipe, *(f"--set={o}" for o in args.overrides)]
     if args.resume:
         worker += ["--resume"] if args.resume is True else ["--resume", str(args.resume)]
     if args.quiet:
         worker.append("--quiet")
+    worker += [f"--log={name}" for name in args.loggers]
     if args.debug:
         worker.insert(0, "--debug")
     return launch(options, worker)

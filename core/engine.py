@@ -26,7 +26,7 @@ from .freezing import FreezeStrategy, apply_strategy, parameter_table
 from .model import FtModel
 from .provenance import check_installed, plugin_step, provenance
 from .parallel import is_sharded, resolve_device
-from .recipe import Recipe, load_recipe
+from .recipe import Recipe, add_loggers, load_recipe, validate_recipe
 from .run_plan import RunPlan, check_can_resume, plan_run_dir
 from .rundir import RunDirectory, environment, new_run_dir, recorded_components
 from .trainer import FitResult, Trainer, seed_everything
@@ -93,6 +93,20 @@ def build_head(recipe: Recipe, feature_dim: int, task: TaskInfo, registry: Regis
                        lambda: spec.build(recipe.head.options, feature_dim, task, _ctx(recipe, True)))
 
 
+def build_loggers(recipe: Recipe, registry: Registry | None = None) -> list:
+    """The loggers ``[log] backends`` names, in order, built by their plugins
+    with their ``[log.NAME]`` options: objects the trainer fires the
+    lifecycle events to, before the Python callbacks."""
+    registry = registry or get_registry()
+    loggers = []
+    for name in recipe.log.backends:
+        spec = registry.get("ft_loggers", name)
+        options = recipe.log.loggers[name].options
+        loggers.append(plugin_step(registry, "ft_loggers", name, "building the logger",
+                                   lambda: spec.build(options, _ctx(recipe, True))))
+    return loggers
+
+
 def build_strategy(recipe: Recipe, registry: Registry | None = None) -> FreezeStrategy:
     """The freeze strategy ``freeze.strategy`` names, with its options."""
     registry = registry or get_registry()
@@ -134,17 +148,25 @@ def build_model(recipe: Recipe | str | Path | Mapping, overrides: Mapping | None
 
 
 def run(source: Recipe | str | Path | Mapping, overrides: Mapping[str, Any] | list[str] | None = None, *,
-        resume: bool | str | Path = False, quiet: bool = False, callbacks: list | None = None) -> Result:
+        resume: bool | str | Path = False, quiet: bool = False, callbacks: list | None = None,
+        loggers: list[str] | tuple[str, ...] = (), test: bool = True) -> Result:
     """Train what a recipe describes and write its run directory.
 
     ``source`` is a TOML path, a dict or a loaded :class:`Recipe`;
-    ``overrides`` maps dotted keys to values (``{"train.epochs": 3}``).
-    Under ``torchrun`` every rank calls it; rank 0 writes the run directory
-    and the others return the same metrics. Ctrl-C stops after the current
-    step with a checkpoint and raises ``KeyboardInterrupt``.
+    ``overrides`` maps dotted keys to values (``{"train.epochs": 3}``);
+    ``loggers`` adds logger names to ``[log] backends`` (``ft run --log``).
+    ``test=False`` leaves the test split unscored (a sweep's trials choose
+    on validation only). Under ``torchrun`` every rank calls it; rank 0
+    writes the run directory and the others return the same metrics.
+    Ctrl-C stops after the current step with a checkpoint and raises
+    ``KeyboardInterrupt``.
     """
     registry = get_registry()
-    recipe = source if isinstance(source, Recipe) else load_recipe(source, overrides, registry)
+    if isinstance(source, Recipe):
+        recipe = source if not loggers else validate_recipe(add_loggers(source.to_dict(), loggers),
+                                                             name=source.name, path=source.path, registry=registry)
+    else:
+        recipe = load_recipe(source, overrides, registry, loggers)
     dist = get_distributed(resolve_device(recipe.train.device).type)
     # nothing is written before the recipe, the plugins and the data are known good
     plan = dist.decide(lambda: plan_run_dir(recipe, resume))
@@ -156,7 +178,7 @@ def run(source: Recipe | str | Path | Mapping, overrides: Mapping[str, Any] | li
     run_dir = RunDirectory(plan.path or "", main=dist.is_main)
     run_dir.path = Path(dist.decide(lambda: str(_open(run_dir, plan))))
     try:
-        return _train(recipe, plan, run_dir, model, bundle, strategy, registry, dist, quiet, callbacks)
+        return _train(recipe, plan, run_dir, model, bundle, strategy, registry, dist, quiet, callbacks, test)
     finally:
         run_dir.close()
 
@@ -170,9 +192,10 @@ def _open(run_dir: RunDirectory, plan: RunPlan) -> Path:
 
 def _train(recipe: Recipe, plan: RunPlan, run_dir: RunDirectory, model: FtModel, bundle: DataBundle,
            strategy: FreezeStrategy, registry: Registry, dist: Distributed, quiet: bool,
-           callbacks: list | None) -> Result:
+           callbacks: list | None, test: bool) -> Result:
     trainer = Trainer(model, bundle.train, bundle.val, train=recipe.train, optim=recipe.optim, strategy=strategy,
-                      collate=model.backbone.collate(), run_dir=run_dir, callbacks=callbacks or [],
+                      collate=model.backbone.collate(), run_dir=run_dir,
+                      callbacks=[*build_loggers(recipe, registry), *(callbacks or [])],
                       registry=registry, recipe=recipe, data=bundle, quiet=quiet, dist=dist)
     main = dist.is_main
     if main and not quiet:
@@ -198,7 +221,7 @@ def _train(recipe: Recipe, plan: RunPlan, run_dir: RunDirectory, model: FtModel,
             run_dir.replace_best_model(model, dist)
         t0 = time.perf_counter()
         metrics: dict[str, dict[str, float]] = {}
-        for split, data in (("val", bundle.val), ("test", bundle.test)):
+        for split, data in (("val", bundle.val), ("test", bundle.test if test else None)):
             if data is not None:
                 metrics[split] = {k.split("_", 1)[1]: v for k, v in trainer.evaluate(data, split).items()}
         params = parameter_table(model)

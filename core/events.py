@@ -9,13 +9,16 @@ One event reaches, in this order:
 2. the trainer's ``callbacks``, in the order given.
 
 The events of a run come in this order: ``ft_run_start`` once,
+``ft_step_end`` every ``train.log_every`` optimizer steps (only when a
+plugin or callback implements it: :meth:`Events.listens`),
 ``ft_checkpoint_saved`` (when the run writes checkpoints) then
 ``ft_epoch_end`` after each epoch, and ``ft_run_end`` once after training
 (and, under ``ft.run``, after the final evaluation and the run's files).
 ``ft_run_end`` is not fired when the run fails or is interrupted.
 
 A callback is any object with methods named like the lifecycle hooks
-(``ft_run_start(run)``, ``ft_epoch_end(run, epoch, metrics)``,
+(``ft_run_start(run)``, ``ft_step_end(run, step, metrics)``,
+``ft_epoch_end(run, epoch, metrics)``,
 ``ft_checkpoint_saved(run, path, epoch)``, ``ft_run_end(run, summary)``);
 it needs no ``@ft.hookimpl``. A method named like a hook that is not one
 (``ft_epoch_ends``, ``on_epoch_end``) would never be called, so the trainer
@@ -32,7 +35,7 @@ from .errors import FtError, did_you_mean
 from .specs import KINDS
 
 #: the lifecycle hooks, in the order a run fires them
-LIFECYCLE = ("ft_run_start", "ft_checkpoint_saved", "ft_epoch_end", "ft_run_end")
+LIFECYCLE = ("ft_run_start", "ft_step_end", "ft_checkpoint_saved", "ft_epoch_end", "ft_run_end")
 #: method-name prefixes that say "this is meant as an event handler"
 _HANDLER_PREFIXES = ("ft_", "on_")
 
@@ -74,6 +77,12 @@ class Events:
         if self._registry is None:
             self._registry = get_registry()
         return self._registry
+
+    def listens(self, hook: str) -> bool:
+        """Whether any plugin or callback implements ``hook`` (the trainer
+        skips the work of an event nobody receives)."""
+        return bool(getattr(self.registry.hook, hook).get_hookimpls()) or \
+            any(callable(getattr(c, hook, None)) for c in self.callbacks)
 
     def fire(self, hook: str, distributed: bool, **kwargs: Any) -> None:
         """Call ``hook`` on every plugin, then every callback. A plugin that

@@ -19,7 +19,8 @@ Two kinds of hook:
   :func:`ft.specs.require` at module import so a missing dependency is
   reported by ``ft plugins`` instead of failing mid-run.
 * **Lifecycle hooks** are fired by ``Trainer.fit`` (so by ``ft run`` and a
-  bare ``ft.Trainer`` alike) at run start, after each epoch's checkpoint
+  bare ``ft.Trainer`` alike) at run start, every ``train.log_every``
+  optimizer steps (``ft_step_end``), after each epoch's checkpoint
   (``ft_checkpoint_saved``), after each epoch (``ft_epoch_end``) and at run
   end; each event reaches every registered plugin first, then the Python
   ``callbacks=`` objects in the order given. Loggers and callbacks implement
@@ -39,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:  # the hints only: importing these here would load torch for `ft --help`
-    from .specs import BackboneSpec, DatasetFormatSpec, FreezeStrategySpec, HeadSpec, SectionSpec
+    from .specs import BackboneSpec, DatasetFormatSpec, FreezeStrategySpec, HeadSpec, LoggerSpec, SectionSpec
     from .trainer import RunInfo
 
 #: Marker for the hook specifications below (plugins use :data:`ft.hookimpl`).
@@ -110,6 +111,19 @@ def ft_recipe_sections() -> list[SectionSpec]:
     """
 
 
+@hookspec
+def ft_loggers() -> list[LoggerSpec]:
+    """Return experiment loggers, as ``ft.specs.LoggerSpec``.
+
+    ``LoggerSpec.build(options, ctx)`` returns an object with any of the
+    lifecycle hook methods below (as a Python callback has). It runs only
+    when a recipe names it in ``[log] backends`` (or ``ft run --log NAME``);
+    its options come from ``[log.NAME]``. The built-in ones are
+    ``tensorboard`` and ``mlflow``; W&B, ClearML and the like are plugin
+    packages that register one here.
+    """
+
+
 # -- lifecycle --------------------------------------------------------------
 
 
@@ -124,12 +138,26 @@ def ft_run_start(run: RunInfo) -> None:
 
 
 @hookspec
+def ft_step_end(run: RunInfo, step: int, metrics: dict[str, float]) -> None:
+    """Called every ``train.log_every`` optimizer steps (and not at all,
+    at no cost, when no plugin or callback implements it).
+
+    ``step`` counts optimizer steps from 1. ``metrics`` holds ``step``,
+    ``epoch`` (fractional: 2.5 is half-way through the third epoch),
+    ``train_loss`` (the mean over every rank's examples since the last
+    call), ``lr`` (the head's learning rate) and ``lr_GROUP`` for each
+    optimizer group (a frozen group reads 0).
+    """
+
+
+@hookspec
 def ft_epoch_end(run: RunInfo, epoch: int, metrics: dict[str, float]) -> None:
     """Called after each epoch's evaluation with that epoch's metrics.
 
     ``epoch`` counts from 1. ``metrics`` maps names like ``epoch``,
     ``train_loss``, ``val_accuracy``, ``lr`` to numbers. On resume, epochs
-    already done are not replayed.
+    already done are not replayed. A handler may end the run here with
+    ``run.trainer.request_stop(reason)`` (a sweep prunes a trial so).
     """
 
 

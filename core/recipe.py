@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from .errors import RecipeError, did_you_mean
 from .specs import KINDS, Options, RecipePath
 
-CORE_SECTIONS = ("task", "data", "backbone", "head", "freeze", "optim", "train", "output")
+CORE_SECTIONS = ("task", "data", "backbone", "head", "freeze", "optim", "train", "output", "log")
 #: section -> (selector key, registration hook, default name)
 COMPONENTS = {
     "data": ("format", "ft_dataset_formats", None),
@@ -109,7 +109,8 @@ class TrainSection(Options):
     cache_features: Literal["auto"] | bool = Field(
         "auto", description="train the head on cached features while the backbone is frozen")
     feature_cache_on_disk: bool = Field(False, description="also keep cached features in <run>/cache/")
-    log_every: int = Field(50, ge=1, description="steps between progress lines when not on a terminal")
+    log_every: int = Field(50, ge=1, description="optimizer steps between ft_step_end events (what loggers record "
+                                                 "per step) and between progress lines when not on a terminal")
     progress: Literal["auto"] | bool = "auto"
 
     @field_validator("num_workers", mode="before")
@@ -144,6 +145,25 @@ class Component:
 
 
 @dataclass
+class LogSection:
+    """``[log]``: the experiment loggers that record the run.
+
+    ``backends`` names the loggers that run, in order; ``[log.NAME]``
+    configures the logger ``NAME`` (a table for a logger that is not in
+    ``backends`` is validated and kept, so ``ft run --log NAME`` finds it).
+    ``loggers`` maps every named or configured logger to its options."""
+
+    backends: list[str] = field(default_factory=list)
+    loggers: dict[str, Component] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {"backends": list(self.backends)}
+        for name, comp in self.loggers.items():
+            out[name] = comp.options.model_dump(mode="json", exclude_none=True)
+        return out
+
+
+@dataclass
 class Recipe:
     """A validated recipe. ``to_dict()`` is the resolved form (defaults in)."""
 
@@ -158,6 +178,7 @@ class Recipe:
     train: TrainSection
     output: OutputSection
     sections: dict[str, BaseModel] = field(default_factory=dict)
+    log: LogSection = field(default_factory=LogSection)
 
     @property
     def recipe_dir(self) -> Path:
@@ -174,6 +195,8 @@ class Recipe:
         out["optim"] = self.optim.model_dump(mode="json", exclude_none=True)
         out["train"] = self.train.model_dump(mode="json", exclude_none=True)
         out["output"] = self.output.model_dump(mode="json", exclude_none=True)
+        if self.log.backends or self.log.loggers:
+            out["log"] = self.log.to_dict()
         for name, model in self.sections.items():
             out[name] = model.model_dump(mode="json", exclude_none=True)
         return out
@@ -294,8 +317,9 @@ def read_toml(path: Path) -> dict:
 
 
 def load_recipe(source: str | Path | Mapping, overrides: Mapping[str, Any] | list[str] | None = None,
-                registry=None) -> Recipe:
-    """Read, override and validate a recipe (a TOML path or a dict)."""
+                registry=None, loggers: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read, override and validate a recipe (a TOML path or a dict).
+    ``loggers`` adds logger names to ``log.backends`` (``ft run --log NAME``)."""
     from ._registry import get_registry
 
     registry = registry or get_registry()
@@ -306,7 +330,22 @@ def load_recipe(source: str | Path | Mapping, overrides: Mapping[str, Any] | lis
         path = Path(source)
         raw, name = read_toml(path), path.stem
     raw = apply_overrides(raw, overrides, origins)
+    if loggers:
+        raw = add_loggers(raw, loggers)
+        origins = {**origins, "log.backends": "--log " + " --log ".join(loggers)}
     return validate_recipe(raw, name=name, path=path, registry=registry, overridden=origins)
+
+
+def add_loggers(raw: dict, loggers: list[str] | tuple[str, ...]) -> dict:
+    """A copy of a recipe's table with ``loggers`` added to ``log.backends``
+    (those already named stay where they are)."""
+    out = dict(raw)
+    log = dict(out["log"]) if isinstance(out.get("log"), dict) else {}
+    named = log.get("backends", [])
+    named = list(named) if isinstance(named, list) else [named]
+    log["backends"] = named + [n for n in loggers if n not in named]
+    out["log"] = log
+    return out
 
 
 def validate_recipe(raw: dict, *, name: str, path: Path | None, registry,
@@ -372,6 +411,8 @@ def validate_recipe(raw: dict, *, name: str, path: Path | None, registry,
                  f"it supports: {', '.join(spec.tasks)}")
         components[sec] = Component(chosen, opts, entry.plugin) if opts is not None else None
 
+    log = _validate_log(section("log"), registry, ctx, fail)
+
     extra_sections: dict[str, BaseModel] = {}
     for key, spec in sections.items():
         if key in raw and isinstance(raw[key], dict):
@@ -386,7 +427,41 @@ def validate_recipe(raw: dict, *, name: str, path: Path | None, registry,
     if errors:
         raise RecipeError("invalid recipe:\n  " + "\n  ".join(errors), where=where_file)
     return Recipe(name, path.resolve() if path else None, task, components["data"], components["backbone"],
-                  components["head"], components["freeze"], optim, train, output, extra_sections)
+                  components["head"], components["freeze"], optim, train, output, extra_sections, log)
+
+
+def _validate_log(body: dict, registry, ctx: dict, fail) -> LogSection:
+    """``[log]``: ``backends`` names registered loggers; each ``[log.NAME]``
+    table is validated by that logger's options."""
+    hook = "ft_loggers"
+    known = registry.entries[hook]
+    backends = body.get("backends", [])
+    if not isinstance(backends, list) or not all(isinstance(b, str) for b in backends):
+        fail("log.backends", f"expected a list of logger names, found {backends!r}",
+             'e.g. backends = ["tensorboard"]')
+        backends = []
+    out = LogSection(backends=list(dict.fromkeys(backends)))
+    for key, value in body.items():
+        if key != "backends" and not isinstance(value, dict):
+            fail(f"log.{key}", f"unknown key (found {value!r})",
+                 (did_you_mean(key, ["backends"]) or "[log] holds backends = [...]") + " and [log.NAME] tables "
+                 "for the loggers' options")
+    for name in dict.fromkeys([*out.backends, *(k for k, v in body.items() if isinstance(v, dict))]):
+        clash = registry.clash(hook, name)
+        if clash is not None:
+            fail("log.backends", clash.message, clash.hint)
+            continue
+        entry = known.get(name)
+        if entry is None:
+            hint = did_you_mean(name, known) or f"the loggers installed: {', '.join(known) or 'none'} (ft plugins)"
+            where = "log.backends" if name in out.backends else f"log.{name}"
+            fail(where, f"unknown logger {name!r}", hint)
+            continue
+        options = _validate_model(entry.spec.options, body.get(name, {}), f"log.{name}", ctx, fail,
+                                  owner=f"logger {name!r} (plugin {entry.plugin})")
+        if options is not None:
+            out.loggers[name] = Component(name, options, entry.plugin)
+    return out
 
 
 def _validate_model(model: type[BaseModel], body: dict, section: str, ctx: dict, fail, owner: str | None = None):

@@ -180,6 +180,23 @@ class SectionSpec:
     description: str = ""
 
 
+@dataclass(frozen=True)
+class LoggerSpec:
+    """``build(options, ctx) -> logger``: an object with any of the lifecycle
+    hook methods (``ft_run_start``, ``ft_step_end``, ``ft_epoch_end``,
+    ``ft_checkpoint_saved``, ``ft_run_end``), as a Python callback has. A
+    recipe turns it on with ``[log] backends = ["NAME"]`` (or ``ft run
+    --log NAME``) and configures it in ``[log.NAME]``, validated by
+    ``options``. Loggers receive the events on rank 0 only. ``build`` must
+    be cheap and write nothing: open files or connections in
+    ``ft_run_start``."""
+
+    name: str
+    build: Callable[..., Any]
+    options: type[BaseModel] = NoOptions
+    description: str = ""
+
+
 #: registration hook name -> (kind shown to users, recipe key that selects it)
 KINDS: dict[str, tuple[str, str]] = {
     "ft_backbones": ("backbone", "backbone.name"),
@@ -187,6 +204,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "ft_freeze_strategies": ("freeze strategy", "freeze.strategy"),
     "ft_dataset_formats": ("dataset format", "data.format"),
     "ft_recipe_sections": ("recipe section", "[section]"),
+    "ft_loggers": ("logger", "log.backends"),
 }
 
 SPEC_TYPES: dict[str, type] = {
@@ -195,9 +213,10 @@ SPEC_TYPES: dict[str, type] = {
     "ft_freeze_strategies": FreezeStrategySpec,
     "ft_dataset_formats": DatasetFormatSpec,
     "ft_recipe_sections": SectionSpec,
+    "ft_loggers": LoggerSpec,
 }
 
 __all__ = [
     "Options", "NoOptions", "RecipePath", "ExistingPath", "require", "BackboneSpec", "HeadSpec",
-    "FreezeStrategySpec", "DatasetFormatSpec", "SectionSpec", "KINDS", "SPEC_TYPES", "field",
+    "FreezeStrategySpec", "DatasetFormatSpec", "SectionSpec", "LoggerSpec", "KINDS", "SPEC_TYPES", "field",
 ]

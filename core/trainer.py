@@ -169,6 +169,16 @@ class Trainer:
         self._resumed: dict = {}  # the same, read back from a mid-epoch checkpoint
         self._setup_done = False
         self.nonfinite = NonfiniteSteps(self.cfg.max_nonfinite_steps)
+        self._step_events = False  # whether anyone receives ft_step_end (known when fit starts)
+        self._step_mark = (0.0, 0)  # (loss sum, examples) of this epoch at the last ft_step_end
+        self._stop_asked: str | None = None  # request_stop's reason, acted on after the epoch's events
+
+    def request_stop(self, reason: str) -> None:
+        """Stop once the current epoch's events have fired, as if the epochs
+        had run out: the best weights are loaded and the run ends with
+        ``FitResult.stopped == reason`` (a sweep's pruner calls this from
+        ``ft_epoch_end``). Under several ranks rank 0's request counts."""
+        self._stop_asked = reason
 
     @property
     def run_dir(self) -> Path | None:
@@ -492,6 +502,7 @@ class Trainer:
         self.info = RunInfo(self.recipe, self.run_dir, self.model, self.device, self.precision, self)
         self._announce(bar, resume, start_epoch, start_batch)
         self._emit("ft_run_start", run=self.info)
+        self._step_events = self.dist.broadcast_object(self.events.listens("ft_step_end"))
         clock = time.perf_counter()
         stopped = "epochs"
         completed, partial_steps = start_epoch, 0  # whole epochs, and steps into the next when a stop cut it
@@ -527,6 +538,9 @@ class Trainer:
                 if stopped == "epochs" and self.cfg.patience and self.dist.broadcast_object(
                         self.monitor.bad_epochs >= self.cfg.patience):
                     stopped = "early_stopping"
+                asked = self.dist.broadcast_object(self._stop_asked)
+                if stopped == "epochs" and asked:
+                    stopped = asked
                 if stopped != "epochs":
                     break
         if stopped == "time_limit" and completed == self.cfg.epochs:
@@ -567,6 +581,7 @@ class Trainer:
         loss_total = torch.as_tensor(self._resumed.get("loss_total", 0.0), dtype=torch.float32).to(self.device)
         seen = self._resumed.get("seen", 0)
         self._resumed = {}
+        self._step_mark = (loss_total.item(), seen)
         batch_index = start_batch
         stopped = "epochs"
         batches = iter(loader)
@@ -586,6 +601,8 @@ class Trainer:
             done = -(-batch_index // self.cfg.grad_accum)
             if bar.needs_loss(done):
                 bar.update(done, (loss_total / max(1, seen)).item(), self._shown_lr())
+            if self._step_events and self.step % self.cfg.log_every == 0:
+                self._step_end(loss_total, seen, epoch + done / self.steps_per_epoch)
             stopped = self.stop_check.reason(self.step, self.cfg.max_steps, elapsed(), self.cfg.time_limit)
             if stopped != "epochs":
                 break
@@ -599,6 +616,19 @@ class Trainer:
         if self.nonfinite.skipped:
             metrics["skipped_steps"] = self.nonfinite.skipped
         return metrics, batch_index, stopped
+
+    def _step_end(self, loss_total: torch.Tensor, seen: int, epoch: float) -> None:
+        """Fire ``ft_step_end`` with the loss since the last one, over every rank's examples."""
+        loss, count = loss_total.item() - self._step_mark[0], seen - self._step_mark[1]
+        self._step_mark = (loss_total.item(), seen)
+        if self.dist.enabled:
+            loss, count = self.dist.all_reduce(torch.tensor([loss, float(count)], dtype=torch.float64,
+                                                            device=self.device)).tolist()
+        metrics = {"step": self.step, "epoch": round(epoch, 4),
+                   "train_loss": loss / count if count else float("nan"), "lr": self._shown_lr()}
+        for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr()):
+            metrics[f"lr_{group['ft_group']}"] = lr
+        self._emit("ft_step_end", run=self.info, step=self.step, metrics=metrics)
 
     def _announce(self, bar: ProgressBar, resume: Any, start_epoch: int, start_batch: int) -> None:
         """The start banner: effective settings, devices per rank, parameter counts."""

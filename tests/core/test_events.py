@@ -80,7 +80,7 @@ def test_ft_run_fires_run_end_once_with_the_run_summary(registry, make_recipe):
     assert [e for who, e, _ in events if who == "plugin"][:3] == ["start", "checkpoint", "epoch"]
 
 
-@pytest.mark.parametrize("method, suggestion", [("on_epoch_end", "did you mean 'ft_epoch_end'?"),
+@pytest.mark.parametrize("method, suggestion", [("on_epoch_end", "did you mean 'ft_epoch_end'"),
                                                 ("ft_epoch_ends", "did you mean 'ft_epoch_end'"),
                                                 ("ft_run_finished", "the lifecycle hooks are ft_run_start")])
 def test_a_misnamed_callback_method_is_refused_when_the_trainer_is_built(tmp_path, method, suggestion):
@@ -89,7 +89,7 @@ def test_a_misnamed_callback_method_is_refused_when_the_trainer_is_built(tmp_pat
         bare_trainer(tmp_path, callbacks=[Misnamed()])
     text = str(err.value)
     assert text.startswith(f"callback Misnamed: method {method!r} is not a lifecycle hook")
-    assert suggestion in text and "ft_run_start, ft_checkpoint_saved, ft_epoch_end, ft_run_end" in text
+    assert suggestion in text and "ft_run_start, ft_step_end, ft_checkpoint_saved, ft_epoch_end, ft_run_end" in text
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
@@ -127,3 +127,51 @@ def test_a_failing_callback_keeps_its_own_exception(registry, tmp_path):
 
     with pytest.raises(Crash, match="stop here"):
         bare_trainer(tmp_path, callbacks=[Crashing()]).fit()
+
+
+class StepLog:
+    """A callback that records ft_step_end."""
+
+    def __init__(self):
+        self.steps: list[tuple[int, dict]] = []
+
+    def ft_step_end(self, run, step, metrics):
+        self.steps.append((step, dict(metrics)))
+
+
+def test_step_end_fires_every_log_every_steps_with_the_loss_since_the_last(tmp_path):
+    log = StepLog()
+    trainer = bare_trainer(tmp_path, callbacks=[log])
+    trainer.cfg.log_every = 2
+    fit = trainer.fit()
+    # 48 examples / 16 = 3 steps an epoch, 2 epochs: steps 2, 4, 6
+    assert [s for s, _ in log.steps] == [2, 4, 6]
+    assert [m["epoch"] for _, m in log.steps] == [pytest.approx(2 / 3, abs=1e-3), pytest.approx(4 / 3, abs=1e-3),
+                                                  2.0]
+    first = log.steps[0][1]
+    assert set(first) == {"step", "epoch", "train_loss", "lr", "lr_all"} and first["lr"] == first["lr_all"]  # one group
+    # steps 5-6 (the last two of epoch 2) and step 4 (the first of it): together the epoch's mean loss
+    epoch2 = fit.history[1]["train_loss"]
+    n4, n56 = 16, 32
+    assert (log.steps[1][1]["train_loss"] * n4 + log.steps[2][1]["train_loss"] * n56) / 48 == \
+        pytest.approx(epoch2, rel=1e-5)
+
+
+def test_nobody_listening_means_no_step_events(tmp_path, monkeypatch):
+    trainer = bare_trainer(tmp_path)
+    trainer.cfg.log_every = 1
+    called = []
+    monkeypatch.setattr(trainer, "_step_end", lambda *a: called.append(a))
+    trainer.fit()
+    assert called == []
+
+
+def test_a_handler_can_end_the_run_after_an_epoch(tmp_path):
+    class Pruner:
+        def ft_epoch_end(self, run, epoch, metrics):
+            if epoch == 1:
+                run.trainer.request_stop("pruned")
+
+    fit = bare_trainer(tmp_path, callbacks=[Pruner()]).fit()
+    assert fit.stopped == "pruned" and len(fit.history) == 1 and fit.note is None
+    assert fit.summary["stopped"] == "pruned"

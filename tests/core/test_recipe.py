@@ -210,3 +210,61 @@ def test_device_forms_that_do_not(registry, tmp_path, device):
         ft.load_recipe(path)
     expected = f"train.device: {device!r} is not a device; expected one of auto | cpu | cuda | cuda:N | mps"
     assert expected in str(err.value)
+
+
+class _Logger:
+    def __init__(self, options, ctx):
+        self.options, self.started = options, False
+
+    def ft_run_start(self, run):
+        self.started = True
+
+
+class _LoggerOptions(ft.Options):
+    project: str = "default"
+
+
+class _LoggerPlugin:
+    built: list = []
+
+    @ft.hookimpl
+    def ft_loggers(self):
+        def build(options, ctx):
+            logger = _Logger(options, ctx)
+            self.built.append(logger)
+            return logger
+        return [ft.LoggerSpec("notebook", build, _LoggerOptions)]
+
+
+def test_log_section_names_loggers_and_validates_their_options(registry, make_recipe):
+    registry.register(_LoggerPlugin(), "notebook-logger")
+    recipe = ft.load_recipe(make_recipe(log={"backends": ["notebook"], "notebook": {"project": "p"}}))
+    assert recipe.log.backends == ["notebook"] and recipe.log.loggers["notebook"].options.project == "p"
+    assert recipe.to_dict()["log"] == {"backends": ["notebook"], "notebook": {"project": "p"}}
+    # a table for a logger not turned on is kept; --log turns it on
+    quiet = ft.load_recipe(make_recipe(log={"notebook": {"project": "q"}}))
+    assert quiet.log.backends == [] and quiet.log.loggers["notebook"].options.project == "q"
+    loud = ft.load_recipe(make_recipe(log={"notebook": {"project": "q"}}), loggers=["notebook"])
+    assert loud.log.backends == ["notebook"] and loud.log.loggers["notebook"].options.project == "q"
+
+
+@pytest.mark.parametrize("log, message", [
+    ({"backends": ["notebok"]}, "log.backends: unknown logger 'notebok' — did you mean 'notebook'"),
+    ({"backends": "notebook"}, "log.backends: expected a list of logger names"),
+    ({"notebook": {"projet": "x"}}, "log.notebook.projet: unknown key for logger 'notebook'"),
+    ({"every": 3}, "log.every: unknown key"),
+])
+def test_log_section_errors_name_the_key(registry, make_recipe, log, message):
+    registry.register(_LoggerPlugin(), "notebook-logger")
+    with pytest.raises(ft.RecipeError) as err:
+        ft.load_recipe(make_recipe(log=log))
+    assert message in str(err.value)
+
+
+def test_a_run_builds_its_loggers_and_fires_events_to_them(registry, make_recipe):
+    plugin = _LoggerPlugin()
+    plugin.built.clear()
+    registry.register(plugin, "notebook-logger")
+    result = ft.run(make_recipe(train={"epochs": 1}), loggers=["notebook"], quiet=True, test=False)
+    assert [lg.started for lg in plugin.built] == [True]
+    assert set(result.metrics) == {"val"}  # test=False: the test split is not scored
