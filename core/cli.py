@@ -21,7 +21,10 @@ examples:
   ft validate recipes/speech_accent.toml
   ft show recipes/speech_accent.toml
   ft plugins
+  ft sweep recipes/speech_accent.toml --trials 16
+  ft lr-find recipes/fashion_mnist.toml
   ft eval runs/speech_accent-20261125-101500 --split test
+  ft compare runs/speech_accent-*
   ft predict runs/speech_accent-20261125-101500 clip.wav
   ft export runs/speech_accent-20261125-101500 exported/accent
   ft new plugin tabular
@@ -56,6 +59,27 @@ def _parser() -> argparse.ArgumentParser:
     dist.add_argument("--node-rank", type=int, metavar="K", help="this node's place, 0..M-1 (static rendezvous)")
     dist.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
                       help="where the nodes meet (the same on every node; with --node-rank: node 0's address)")
+    sw = recipe_cmd("sweep", "search hyperparameters over the recipe's [sweep] space with Optuna (docs/sweeps.md)")
+    sw.add_argument("--trials", type=int, metavar="N", help="trials the study should reach, counting those already "
+                                                             "finished (default: the recipe's sweep.trials)")
+    sw.add_argument("--timeout", type=float, metavar="SECONDS", help="start no new trial after this many seconds")
+    sw.add_argument("--sampler", choices=["tpe", "random", "grid"], help="how trials are chosen (default tpe)")
+    sw.add_argument("--pruner", choices=["median", "hyperband", "none"],
+                    help="stop bad trials early on their per-epoch validation figures (default median)")
+    sw.add_argument("--storage", metavar="URL", help="a database shared by workers on any machine, e.g. "
+                                                     "postgresql://user@host/db (default: SQLite in the sweep folder)")
+    sw.add_argument("--study", metavar="NAME", help="the study's name in the storage (default: the recipe's name)")
+    sw.add_argument("--workers", type=int, default=1, metavar="K",
+                    help="trials run at once on this machine, the CPU threads or GPUs split between them")
+    sw.add_argument("--dir", dest="sweep_dir", metavar="DIR",
+                    help="the sweep folder (default <output.root>/<recipe>-sweep; running again continues it)")
+    sw.add_argument("--quiet", action="store_true", help="no progress output from the trials")
+    lf = recipe_cmd("lr-find", "the learning-rate range test: suggest optim.lr for a recipe (docs/lr_find.md)")
+    lf.add_argument("--steps", type=int, default=100, metavar="N", help="steps of growing learning rate (default 100)")
+    lf.add_argument("--start-lr", type=float, default=1e-7, metavar="LR", help="first learning rate (default 1e-7)")
+    lf.add_argument("--end-lr", type=float, default=10.0, metavar="LR", help="last learning rate (default 10)")
+    lf.add_argument("--out", metavar="DIR", help="where lr_find.png and lr_find.csv go "
+                                                 "(default <output.root>/<recipe>-lr-find)")
     recipe_cmd("validate", "check a recipe (keys, types, names, paths) without training")
     recipe_cmd("show", "print the resolved recipe with every default filled in")
 
@@ -66,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("run_dir")
     ev.add_argument("--split", default="test", choices=["train", "val", "test"])
     ev.add_argument("--json", action="store_true")
+
+    cmp = sub.add_parser("compare", help="one table of finished runs (recipe keys that differ, best epoch, "
+                                         "metrics, time, trainable weights) and their curves in one plot")
+    cmp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (or a sweep folder)")
+    cmp.add_argument("--out", metavar="PATH", help="where the combined curves plot goes (default compare.png)")
+    cmp.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     ex = sub.add_parser("export", help="write a run's model for inference (LoRA merged) as a loadable folder")
     ex.add_argument("run_dir")
@@ -235,6 +265,30 @@ def _predict(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    from .sweep import sweep
+
+    sweep(args.recipe, args.overrides, trials=args.trials, timeout=args.timeout, sampler=args.sampler,
+          pruner=args.pruner, storage=args.storage, study=args.study, workers=args.workers,
+          sweep_dir=args.sweep_dir, quiet=args.quiet)
+    return 0
+
+
+def _lr_find(args) -> int:
+    from .lr_find import lr_find
+
+    lr_find(args.recipe, args.overrides, steps=args.steps, start_lr=args.start_lr, end_lr=args.end_lr,
+            out=args.out)
+    return 0
+
+
+def _compare(args) -> int:
+    from .compare import compare
+
+    compare(args.run_dirs, out=args.out, as_json=args.json)
+    return 0
+
+
 def _new(args) -> int:
     from .scaffold import new_plugin
 
@@ -248,8 +302,9 @@ def _new(args) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "validate": _validate, "show": _show, "plugins": _plugins, "eval": _eval,
-            "export": _export, "predict": _predict, "new": _new}
+COMMANDS = {"run": _run, "sweep": _sweep, "lr-find": _lr_find, "validate": _validate, "show": _show,
+            "plugins": _plugins, "eval": _eval, "compare": _compare, "export": _export, "predict": _predict,
+            "new": _new}
 
 
 if __name__ == "__main__":

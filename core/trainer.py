@@ -353,6 +353,38 @@ class Trainer:
         self._forward = self.model.forward_head
         return self._cached_loaders["train"]
 
+    # -- steps for tools (ft lr-find) ----------------------------------------
+
+    def train_windows(self, epoch: int = 0, quiet: bool = True) -> Iterable[list]:
+        """The training batches of ``epoch``, grouped as one optimizer step
+        takes them (``train.grad_accum`` micro-batches), from the loader
+        :meth:`fit` would use (cached features while the strategy keeps the
+        backbone frozen). For tools that drive steps themselves, with
+        :meth:`train_step`."""
+        self.setup()
+        self.strategy.set_train_mode(self.model, epoch)
+        loader = self._epoch_loader(epoch, ProgressBar(False, self.cfg.log_every, quiet=quiet or not self.dist.is_main))
+        sampler = loader.batch_sampler if hasattr(loader.batch_sampler, "set_epoch") else loader.sampler
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        batches = iter(loader)
+        while window := list(islice(batches, self.cfg.grad_accum)):
+            yield window
+
+    def train_step(self, window: list) -> float | None:
+        """One optimizer step over ``window`` (from :meth:`train_windows`) at
+        the optimizer groups' current learning rates, exactly as :meth:`fit`
+        takes it (autocast, accumulation, clipping, the strategy's extra
+        loss). Returns the mean loss over every rank's examples, or None for
+        a skipped non-finite step."""
+        self.setup()
+        loss_sum = self._step(window)
+        n = float(sum(batch_size_of(t) for _, t in window))
+        totals = torch.tensor([float(loss_sum) if loss_sum is not None else float("nan"), n], dtype=torch.float64,
+                              device=self.device)
+        loss, count = self.dist.all_reduce(totals).tolist()
+        return loss / count if loss_sum is not None and count else None
+
     # -- the step -----------------------------------------------------------
 
     def _autocast(self):
