@@ -7,12 +7,15 @@ never ask which domain they serve (compare timm's uniform model protocol).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
 from .errors import FtError
+
+if TYPE_CHECKING:
+    from .report import Report
 
 #: The name of the head's parameter group: the last of :meth:`ft.FtModel.layer_groups`,
 #: the group freeze strategies and ``optim.head_lr_mult`` treat as the head. A
@@ -188,6 +191,21 @@ class Evaluator:
     def compute(self) -> dict[str, float]:
         """The metrics over everything seen so far, by name (no split prefix)."""
         raise NotImplementedError
+
+    def report(self) -> "Report | None":
+        """What the run's report shows about this split beyond the metrics,
+        or None (the default): an :class:`ft.report.Report` of tables
+        (written as CSV, shown in the model card), figures the core draws
+        (:class:`ft.report.Heatmap`, ``Scatter``, ``Curves``) and a line of
+        Markdown. ft writes it to ``<run_dir>/report/`` (see
+        docs/reports.md).
+
+        Called after the final evaluation of each split (best weights
+        loaded) on the evaluator of that pass, so keep what it needs in the
+        running state, named in ``sums`` like the metrics' (under DDP the
+        report is then one process's). Class names are the evaluator's to
+        know: the head passes them when it makes the evaluator."""
+        return None
 
     @property
     def mergeable(self) -> bool:

@@ -27,6 +27,7 @@ from .model import FtModel
 from .provenance import check_installed, plugin_step, provenance
 from .parallel import is_sharded, resolve_device
 from .recipe import Recipe, add_loggers, load_recipe, validate_recipe
+from .report import Report, refresh_report, report_files, split_report, write_reports
 from .run_plan import RunPlan, check_can_resume, plan_run_dir
 from .rundir import RunDirectory, environment, new_run_dir, recorded_components
 from .trainer import FitResult, Trainer, seed_everything
@@ -221,18 +222,26 @@ def _train(recipe: Recipe, plan: RunPlan, run_dir: RunDirectory, model: FtModel,
             run_dir.replace_best_model(model, dist)
         t0 = time.perf_counter()
         metrics: dict[str, dict[str, float]] = {}
+        reports: dict[str, Report | None] = {}
         for split, data in (("val", bundle.val), ("test", bundle.test if test else None)):
             if data is not None:
-                metrics[split] = {k.split("_", 1)[1]: v for k, v in trainer.evaluate(data, split).items()}
+                evaluator = model.evaluator()  # kept: the split's report comes from this very pass
+                metrics[split] = {k.split("_", 1)[1]: v
+                                  for k, v in trainer.evaluate(data, split, evaluator=evaluator).items()}
+                reports[split] = split_report(evaluator, metrics[split])
+        eval_seconds = round(time.perf_counter() - t0, 3)
+        # written before the card, which shows them; every rank lists the same files
+        files = write_reports(run_dir.path, reports) if main else report_files(reports)
         params = parameter_table(model)
         # how training went is the bare trainer's summary; the metrics are the final evaluation's
         summary = {
             "recipe": recipe.name, "run_dir": str(run_dir.path), **fit.to_summary(), "metrics": metrics,
-            "eval_seconds": round(time.perf_counter() - t0, 3),
+            "eval_seconds": eval_seconds,
             "device": str(trainer.device), "precision": trainer.precision,
             "params": {"total": sum(r["trainable"] + r["frozen"] for r in params),
                        "trainable": sum(r["trainable"] for r in params), "groups": params},
             "data": _sizes(bundle), "components": components,
+            **({"report": files} if files else {}),
         }
         run_dir.finish(summary, fit.history, recipe.to_dict())
         return summary
@@ -314,7 +323,12 @@ def load_run(run_dir: str | Path) -> LoadedRun:
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test") -> dict[str, float]:
-    """Metrics of a finished run's model on one of its data splits."""
+    """Metrics of a finished run's model on one of its data splits.
+
+    The split's report in ``<run_dir>/report/`` is written anew from the
+    same pass (the other splits' files stay; the model card is not
+    rewritten); a run directory that cannot be written gets a warning
+    instead."""
     loaded = load_run(run_dir)
     bundle = build_data(loaded.recipe, loaded.model.backbone)
     data = {"train": bundle.train_eval or bundle.train, "val": bundle.val, "test": bundle.test}.get(split)
@@ -322,7 +336,11 @@ def evaluate_run(run_dir: str | Path, split: str = "test") -> dict[str, float]:
         raise FtError(f"the data has no {split!r} split", where=str(run_dir), hint="try --split val or --split test")
     trainer = Trainer(loaded.model, bundle.train, None, train=loaded.recipe.train, optim=loaded.recipe.optim,
                       strategy=_KeepAsIs(), collate=loaded.model.backbone.collate(), quiet=True)
-    return {k.split("_", 1)[1]: v for k, v in trainer.evaluate(data, split).items()}
+    evaluator = loaded.model.evaluator()
+    metrics = {k.split("_", 1)[1]: v for k, v in trainer.evaluate(data, split, evaluator=evaluator).items()}
+    if trainer.dist.is_main:
+        refresh_report(Path(run_dir), split, split_report(evaluator, metrics))
+    return metrics
 
 
 class _KeepAsIs(FreezeStrategy):
@@ -358,6 +376,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     for name in ("task.json", "data.json", "env.json", "MODEL_CARD.md", "summary.json"):
         if (loaded.run_dir / name).exists():
             shutil.copy2(loaded.run_dir / name, out / name)
+    if (loaded.run_dir / "report").is_dir():  # the card links to its figures
+        shutil.copytree(loaded.run_dir / "report", out / "report")
     write_json_atomic(out / "export.json", {"source": str(Path(run_dir).resolve()),
                                             "strategy": loaded.recipe.freeze.name,
                                             "merged": recipe["freeze"]["strategy"] != loaded.recipe.freeze.name})

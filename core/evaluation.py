@@ -5,7 +5,8 @@ of ``N``: batches ``r, r + N, ...``, each the batch one process would see)
 and the ranks' results are merged: the loss as an :class:`ExactSum` of
 per-batch sums, the task metrics through :meth:`ft.Evaluator.merge`. The
 merged figures are one process's, to the last bit, in about ``1/N`` of the
-time.
+time. The evaluator passed in is left holding the merged state, so what it
+reports afterwards (:meth:`ft.Evaluator.report`) is one process's too.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ def evaluate_batches(loader: DataLoader, forward: Callable[[Any], torch.Tensor],
                      evaluator: Evaluator | None, prepare: Callable[[Any, Any], tuple[Any, Any]],
                      autocast: Callable[[], Any], dist: Distributed) -> dict[str, float]:
     """``{"loss": ..., **evaluator.compute()}`` over ``loader``'s batches,
-    merged over ranks when its sampler shards them. ``prepare(inputs,
-    targets)`` puts a batch on the device; ``autocast()`` the precision."""
+    merged over ranks when its sampler shards them (``evaluator`` then
+    holds the whole split's state). ``prepare(inputs, targets)`` puts a
+    batch on the device; ``autocast()`` the precision."""
     sampler = loader.batch_sampler
     real = len(loader) - (sampler.padding if isinstance(sampler, ShardedBatches) else 0)
     losses: list[torch.Tensor] = []
@@ -51,7 +53,9 @@ def evaluate_batches(loader: DataLoader, forward: Callable[[Any], torch.Tensor],
     for value in (torch.stack(losses).tolist() if losses else []):
         loss_sum.add(value)
     if isinstance(sampler, ShardedBatches) and sampler.sharded:
-        loss_sum, count, evaluator, nonfinite = merge_shards(loss_sum, count, evaluator, dist, int(nonfinite))
+        loss_sum, count, merged, nonfinite = merge_shards(loss_sum, count, evaluator, dist, int(nonfinite))
+        if evaluator is not None:  # the caller's object holds the merged state (it may read the report)
+            vars(evaluator).update(vars(merged))
     out = {"loss": loss_sum.value / max(1, count)}
     if evaluator is not None:
         out.update(evaluator.compute())

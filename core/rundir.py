@@ -36,7 +36,7 @@ from .errors import FtError
 
 #: what a run writes at its top level (a fresh start clears an unfinished earlier start's files)
 RUN_FILES = ("recipe.toml", "run.json", "env.json", "task.json", "data.json", "metrics.jsonl", "summary.json",
-             "curves.png", "MODEL_CARD.md", "best", "checkpoints", "cache")
+             "curves.png", "MODEL_CARD.md", "report", "best", "checkpoints", "cache")
 
 
 class RunDirectory:
@@ -364,7 +364,11 @@ def write_model_card(run_dir: Path, recipe: dict, summary: dict) -> None:
     """A short MODEL_CARD.md: what, on what, which plugin (distribution,
     version) provided each component (``summary["components"]``, else
     env.json's), how well (first, in bold, ``summary["note"]`` when
-    ``time_limit`` cut the run short), how to reproduce."""
+    ``time_limit`` cut the run short; then each split's report from
+    ``report/``: per-class tables and links to the figures), how to
+    reproduce."""
+    from .report import card_lines
+
     def fmt(v: Any) -> str:
         return f"{v:.4f}" if isinstance(v, float) else str(v)
 
@@ -397,6 +401,7 @@ def write_model_card(run_dir: Path, recipe: dict, summary: dict) -> None:
         f"Best epoch: {summary.get('best_epoch')}; training time {summary.get('train_seconds', 0):.1f} s "
         f"on {summary.get('device')} ({summary.get('precision')}).",
         "",
+        *card_lines(run_dir),
         "## Reproduce",
         f"`ft run {run_dir / 'recipe.toml'} --set output.dir={run_dir.name}-repro`",
         "",

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ._registry import Registry
 from .checkpoint import TrainingParts, latest_checkpoint, load_training_checkpoint
-from .contracts import HEAD_GROUP, batch_size_of, move_to
+from .contracts import HEAD_GROUP, Evaluator, batch_size_of, move_to
 from .data import make_loader, resolve_num_workers
 from .distributed import Distributed, get_distributed
 from .ema import WeightEMA
@@ -694,13 +694,18 @@ class Trainer:
     # -- evaluation ---------------------------------------------------------
 
     @torch.no_grad()
-    def evaluate(self, loader: DataLoader | Dataset, prefix: str = "val") -> dict[str, float]:
+    def evaluate(self, loader: DataLoader | Dataset, prefix: str = "val", *,
+                 evaluator: Evaluator | None = None) -> dict[str, float]:
         """Loss and task metrics over ``loader``, keys prefixed ``{prefix}_``.
 
         A Dataset (or the trainer's own loaders) is sharded across ranks and
         the ranks' results merged, so every rank returns the metrics of the
         whole split, equal to one process's. A DataLoader passed in is
         evaluated whole on every rank.
+
+        ``evaluator``: a fresh one to fill instead of the model's own new
+        one; afterwards it holds the whole split's state (merged over the
+        ranks), for what else it tells, e.g. its :meth:`ft.Evaluator.report`.
         """
         self.setup()
         if not isinstance(loader, DataLoader):
@@ -716,7 +721,8 @@ class Trainer:
                     pairs, batch_size=self.cfg.eval_batch_size or self.cfg.batch_size, train=False,
                     rank=self.rank, world_size=self.world_size, shard_eval=self.shard_eval)
             loader, forward = self._cached_loaders[prefix], self.model.forward_head
-        evaluator = self.make_evaluator() if self.make_evaluator else None
+        if evaluator is None and self.make_evaluator:
+            evaluator = self.make_evaluator()
         out = evaluate_batches(loader, forward, self.loss_fn, evaluator, self._prepare_batch, self._autocast,
                                self.dist)
         if was_training:  # back to the strategy's modes (a frozen backbone's BatchNorm stays in eval)

@@ -69,12 +69,13 @@ class TaskHead(Head):
         return fn(pred, targets.float())
 
     def evaluator(self) -> Evaluator:
-        """The task's evaluator; each declares its metrics' directions."""
+        """The task's evaluator; each declares its metrics' directions and,
+        labelled with the task's class (label, target) names, its report."""
         if self.task_type == "classification":
-            return ClassificationEvaluator(self.num_outputs)
+            return ClassificationEvaluator(self.num_outputs, self.class_names)
         if self.task_type == "multilabel":
-            return MultilabelEvaluator(self.num_outputs)
-        return RegressionEvaluator()
+            return MultilabelEvaluator(self.num_outputs, self.class_names)
+        return RegressionEvaluator(self.class_names)
 
     def predict(self, outputs: torch.Tensor, top_k: int = 3) -> list[list[tuple[str, float]]]:
         """Top classes with probabilities, or every target's value (regression)."""

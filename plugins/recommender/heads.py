@@ -16,7 +16,8 @@ scorer), masks column 0 (padding), and owns the loss: full softmax over the
 catalogue, sampled softmax, or BPR. Metrics rank the FULL catalogue minus the
 user's known items (no sampled negatives): Recall@K = hits / |relevant|,
 HitRate@K = any hit, NDCG@K with binary relevance and the ideal DCG over
-min(|relevant|, K) items.
+min(|relevant|, K) items. The run's report holds them at every K = 1..50
+(a CSV and a plot), summed exactly like the metrics.
 """
 
 from __future__ import annotations
@@ -30,8 +31,24 @@ from torch import nn
 
 from ft.contracts import Evaluator, Head, TaskInfo
 from ft.errors import FtError
-from ft.metrics import ExactSum, RegressionEvaluator
+from ft.metrics import ExactSum, ExactSums, RegressionEvaluator
+from ft.report import Curves, Report, Table
 from ft.specs import Options
+
+#: the report's metrics run from K = 1 to this cut-off
+REPORT_MAX_K = 50
+#: the rows of the report's metrics-at-K table the model card shows (and the last K)
+CARD_KS = (1, 5, 10, 20)
+
+
+def _masked(scores: torch.Tensor, relevant: torch.Tensor,
+            exclude: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores with excluded items and column 0 at -inf; relevance without them."""
+    scores = scores.double().masked_fill(exclude, float("-inf"))
+    scores[:, 0] = float("-inf")
+    relevant = relevant & ~exclude
+    relevant[:, 0] = False
+    return scores, relevant
 
 
 def ranking_metrics(scores: torch.Tensor, relevant: torch.Tensor, exclude: torch.Tensor,
@@ -43,10 +60,7 @@ def ranking_metrics(scores: torch.Tensor, relevant: torch.Tensor, exclude: torch
     ranked) cannot be recommended and do not count as relevant. Users without
     a relevant item get NaN (callers skip them).
     """
-    scores = scores.double().masked_fill(exclude, float("-inf"))
-    scores[:, 0] = float("-inf")
-    relevant = relevant & ~exclude
-    relevant[:, 0] = False
+    scores, relevant = _masked(scores, relevant, exclude)
     k = min(k, scores.shape[1])
     top_scores, top = scores.topk(k, dim=1)
     hits = relevant.gather(1, top) & torch.isfinite(top_scores)
@@ -63,12 +77,37 @@ def ranking_metrics(scores: torch.Tensor, relevant: torch.Tensor, exclude: torch
     }
 
 
+def ranking_curves(scores: torch.Tensor, relevant: torch.Tensor, exclude: torch.Tensor,
+                   max_k: int = REPORT_MAX_K) -> dict[str, torch.Tensor]:
+    """Per-user Recall, NDCG and HitRate at every K = 1..max_k (at most the
+    catalogue size): ``{"ndcg": [B, K], "recall": ..., "hit": ...}``, column
+    ``K - 1`` what :func:`ranking_metrics` gives at ``k = K``; NaN rows for
+    users without a relevant item."""
+    scores, relevant = _masked(scores, relevant, exclude)
+    k = min(max_k, scores.shape[1])
+    top_scores, top = scores.topk(k, dim=1)
+    hits = (relevant.gather(1, top) & torch.isfinite(top_scores)).double()
+    discount = 1.0 / torch.log2(torch.arange(k, dtype=torch.float64, device=scores.device) + 2)
+    n_rel = relevant.sum(1, keepdim=True)
+    found = hits.cumsum(1)
+    cut = torch.arange(1, k + 1, device=scores.device)
+    ideal = torch.cumsum(discount, 0)[torch.minimum(n_rel.clamp(min=1), cut) - 1]
+    nan = torch.full_like(found, float("nan"))
+    has = n_rel > 0
+    return {
+        "ndcg": torch.where(has, (hits * discount).cumsum(1) / ideal, nan),
+        "recall": torch.where(has, found / n_rel.clamp(min=1), nan),
+        "hit": torch.where(has, (found > 0).double(), nan),
+    }
+
+
 class RankingEvaluator(Evaluator):
     """Mean per-user ranking metrics; targets are bool ``[B, 2, n_items]``
     (plane 0 relevant, plane 1 known/excluded), or item indices ``[B]`` (a
-    training split: each example's item is its one relevant item)."""
+    training split: each example's item is its one relevant item). Its
+    report: the metrics at every K = 1..50."""
 
-    sums = ("totals", "users")
+    sums = ("totals", "users", "curves")
 
     def __init__(self, k: int = 10):
         self.k = k
@@ -76,6 +115,8 @@ class RankingEvaluator(Evaluator):
         # per-user metric totals, exact whatever order ranks' shards are merged in
         self.totals: dict[str, ExactSum] = {name: ExactSum() for name in self._names()}
         self.users = 0
+        # the same at every K = 1..50, for the report: one vector per batch and metric
+        self.curves: dict[str, ExactSums] = {name: ExactSums() for name in ("ndcg", "recall", "hit")}
 
     def _names(self) -> tuple[str, ...]:
         return (f"ndcg@{self.k}", f"recall@{self.k}", f"hit@{self.k}")
@@ -85,15 +126,35 @@ class RankingEvaluator(Evaluator):
         if targets.dim() == 1:  # training examples (``ft eval --split train``): the one next item is relevant
             relevant = torch.zeros_like(outputs, dtype=torch.bool).scatter_(1, targets.long()[:, None], True)
             targets = torch.stack([relevant, torch.zeros_like(relevant)], 1)
-        metrics = ranking_metrics(outputs.detach(), targets[:, 0].bool(), targets[:, 1].bool(), self.k)
+        relevant, exclude = targets[:, 0].bool(), targets[:, 1].bool()
+        metrics = ranking_metrics(outputs.detach(), relevant, exclude, self.k)
         keep = ~torch.isnan(next(iter(metrics.values())))
         for name, values in metrics.items():
             self.totals[name].add(values[keep].sum())
         self.users += int(keep.sum())
+        for name, values in ranking_curves(outputs.detach(), relevant, exclude).items():
+            self.curves[name].add(values[keep].sum(0))
 
     def compute(self) -> dict[str, float]:
         """Each metric's mean over the users seen."""
         return {n: self.totals[n].value / self.users if self.users else float("nan") for n in self._names()}
+
+    def report(self) -> Report:
+        """NDCG, Recall and HitRate at every K = 1..50 (at most the
+        catalogue size): a table (the card shows K = 1, 5, 10, 20 and the
+        last) and a plot."""
+        users = self.users or float("nan")
+        means = {name: [total / users for total in sums.value] for name, sums in self.curves.items()}
+        ks = list(range(1, len(means["ndcg"]) + 1))
+        rows = [[k, means["ndcg"][k - 1], means["recall"][k - 1], means["hit"][k - 1]] for k in ks]
+        metrics = self.compute()
+        shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+        return Report(
+            tables=[Table("metrics_at_k", ["k", "ndcg", "recall", "hit"], rows, title="Metrics at K",
+                          card_rows=[k - 1 for k in CARD_KS if k < len(ks)] + ([len(ks) - 1] if ks else []))],
+            figures=[Curves("metrics_at_k", ks, {f"{name}@K": values for name, values in means.items()},
+                            title="Full-catalogue ranking metrics at K", x_label="K")],
+            summary=f"{self.users} users, full catalogue: {shown}.")
 
 
 class RankingOptions(Options):
@@ -180,7 +241,7 @@ class RatingHead(Head):
         return F.mse_loss(outputs.float().reshape(targets.shape), targets.float())
 
     def evaluator(self) -> Evaluator:
-        return RegressionEvaluator()
+        return RegressionEvaluator(("rating",))
 
     def predict(self, outputs: torch.Tensor, top_k: int = 3) -> list[list[tuple[str, float]]]:
         return [[("rating", float(v))] for v in outputs.reshape(-1).tolist()]
@@ -199,5 +260,5 @@ def build_rating(options: Options, feature_dim: int, task: TaskInfo, ctx) -> Rat
     return RatingHead(task.extra.get("mean_rating", 0.0))
 
 
-__all__ = ["ranking_metrics", "RankingEvaluator", "RankingHead", "RankingOptions", "RatingHead",
+__all__ = ["ranking_metrics", "ranking_curves", "RankingEvaluator", "RankingHead", "RankingOptions", "RatingHead",
            "build_ranking", "build_rating"]
