@@ -195,9 +195,9 @@ def differing_keys(recipes: Sequence[dict[str, Any]]) -> list[str]:
 
 def label(run: dict, keys: Sequence[str]) -> str:
     """A run's name in the plot: its differing keys' values, else its folder."""
-    if not keys:
-        return Path(run["run_dir"]).name
-    return ", ".join(f"{k}={_value(run['recipe'].get(k))}" for k in keys)
+    # keys the run does not set say nothing about it; a long list is better read in the table
+    shown = ", ".join(f"{k}={_value(run['recipe'][k])}" for k in keys if run["recipe"].get(k) is not None)
+    return shown if shown and len(shown) <= 60 else Path(run["run_dir"]).name
 
 
 def _value(value: Any) -> str:
@@ -297,10 +297,10 @@ def plot_runs(runs: Sequence[RunRecord], keys: Sequence[str], path: Path) -> Pat
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    if runs:
-        for ax in (metric_ax, loss_ax):
-            ax.legend(fontsize=8)
-    fig.tight_layout()
+    if runs:  # one legend under both panels: long labels must not cover the curves
+        handles, labels = metric_ax.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=min(3, len(runs)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 * (1 + (len(runs) - 1) // 3), 1, 1))
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
