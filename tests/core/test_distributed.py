@@ -41,7 +41,9 @@ STRATEGIES = {
     "gradual_unfreeze": dict(freeze={"strategy": "gradual_unfreeze", "every": 1},
                              backbone={"batchnorm": False}, train={"epochs": 3}),
     "lora": dict(freeze={"strategy": "lora", "r": 4}, backbone={"batchnorm": False}),
-    "l2sp": dict(freeze={"strategy": "l2sp", "alpha": 0.1}, backbone={"batchnorm": False}),
+    "l2sp": dict(freeze={"strategy": "l2sp", "alpha": 0.1}, backbone={"batchnorm": False},
+                 # a logger listening on ft_step_end every step (test_step_events_carry_every_ranks_loss)
+                 log={"backends": ["tensorboard"]}, train={"log_every": 1}),
 }
 
 
@@ -75,6 +77,21 @@ def test_only_rank_zero_writes_and_figures_cover_every_rank(both):
     assert (env["world_size"], env["backend"]) == (2, "gloo")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["settings"]["parallel"] == "DDP over 2 ranks" and summary["settings"]["sync_batchnorm"]
+
+
+def test_step_events_carry_every_ranks_loss(both):
+    """ft_step_end's train_loss on 2 ranks is the whole batch's, as one process reports it."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def step_losses(out: Path) -> dict[int, float]:
+        events = EventAccumulator(str(Path(outcome(out, "l2sp")["run_dir"]) / "tensorboard"),
+                                  size_guidance={"scalars": 0})
+        events.Reload()
+        return {e.step: e.value for e in events.Scalars("train/loss")}
+
+    two, one = step_losses(both / "out2"), step_losses(both / "out1")
+    assert sorted(two) == sorted(one) == list(range(1, 17))  # every step of 2 epochs x 8 steps
+    assert [two[s] for s in sorted(two)] == pytest.approx([one[s] for s in sorted(one)], rel=1e-4)
 
 
 def test_one_run_directory_under_the_default_root(tmp_path):
