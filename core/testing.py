@@ -484,11 +484,31 @@ def _check_component(registry: Registry, kind: str, name: str, folder: Path) -> 
     elif kind == "recipe section":
         spec = registry.get("ft_recipe_sections", name)
         kit.check_unknown_key(spec, name, {}, folder, kit.label(registry, "ft_recipe_sections", name))
+    elif kind == "logger":
+        _check_logger(registry, name, folder)
     return "ok"
 
 
+def _check_logger(registry: Registry, name: str, folder: Path) -> None:
+    """A logger's options refuse unknown keys, and a two-step run with it on
+    (every event, ``ft_step_end`` each step) finishes: it writes and raises
+    nothing it should not."""
+    from .events import LIFECYCLE
+
+    spec = registry.get("ft_loggers", name)
+    what = kit.label(registry, "ft_loggers", name)
+    kit.check_unknown_key(spec, f"log.{name}", {}, folder, what)
+    options = kit.validate(spec, f"log.{name}", kit.fill_required(spec.options, {}), folder)
+    logger = spec.build(options, kit.ctx(folder, "classification"))
+    if not any(callable(getattr(logger, hook, None)) for hook in LIFECYCLE):
+        raise AssertionError(f"{what}: build() returned {type(logger).__name__}, which has none of the lifecycle "
+                             f"methods ({', '.join(LIFECYCLE)}), so it would never record anything")
+    _two_steps(registry, folder, what=what, log={"backends": [name], name: kit.fill_required(spec.options, {})})
+
+
 def _two_steps(registry: Registry, folder: Path, *, what: str, paired: kit.Paired | None = None,
-               head: str | None = None, task: str = "classification", strategy: dict | None = None) -> None:
+               head: str | None = None, task: str = "classification", strategy: dict | None = None,
+               log: dict | None = None) -> None:
     """A two-step ``ft.run`` of the paired backbone and format (default: the
     kit's), with ``head`` (default: one of the backbone's plugin for the task)."""
     from .engine import run
@@ -506,6 +526,9 @@ def _two_steps(registry: Registry, folder: Path, *, what: str, paired: kit.Paire
               "train": {"epochs": 1, "max_steps": 2, "batch_size": 4, "progress": False, "device": "cpu",
                         "num_workers": 0, "seed": 0},
               "output": {"dir": str(folder / "run")}}
+    if log:
+        recipe["log"] = log
+        recipe["train"]["log_every"] = 1
     with kit.step(what, f"a two-step ft.run ({backbone['name']} on {data['format']}, head {head})"):
         result = run(recipe, quiet=True)
     assert result.summary.get("steps", 0) >= 1, f"{what}: the two-step run made no optimizer step"

@@ -19,7 +19,9 @@ def test_every_builtin_component_conforms(ft_registry, ft_tmp_run):
         "head": set(ft_registry.names("ft_heads")),
         "freeze strategy": set(ft_registry.names("ft_freeze_strategies")),
         "dataset format": set(ft_registry.names("ft_dataset_formats")),
+        "logger": set(ft_registry.names("ft_loggers")),
     }
+    assert expected["logger"] == {"tensorboard", "mlflow"}
     for kind, names in expected.items():
         assert set(report[kind]) == names, kind
         for name, outcome in report[kind].items():
