@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             print("ft: (run with --debug for the traceback)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        if rank == 0:
+        if rank == 0 and args.command == "run":  # ft sweep says itself how to continue
             print("ft: interrupted; the last checkpoint is intact (resume with --resume)", file=sys.stderr)
         return 130
     finally:

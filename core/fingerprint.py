@@ -22,8 +22,8 @@ SAFE_KEYS = frozenset({
     "train.keep_checkpoints", "train.log_every", "train.progress", "train.num_workers",
     "train.persistent_workers", "train.prefetch_factor", "train.eval_batch_size", "train.device",
 })
-#: keys that name where the run lives, not what it is
-IGNORED_PREFIXES = ("output.",)
+#: keys that name where the run lives, who records it or what a sweep would search, not what it is
+IGNORED_PREFIXES = ("output.", "log.", "sweep.")
 
 _HASH_WHOLE = 64 << 20  # files up to this size are hashed whole, larger ones by size and their ends
 _DIR_ENTRIES = 200_000  # a folder is fingerprinted by the names and sizes of at most this many files
@@ -43,7 +43,7 @@ def flatten(recipe: dict, prefix: str = "") -> dict[str, Any]:
 
 def recipe_changes(before: dict, after: dict) -> dict[str, tuple[Any, Any]]:
     """Dotted key -> (before, after) for every key whose value differs
-    (``output.*`` excluded; a key present on one side only counts)."""
+    (``output.*``, ``log.*`` and ``sweep.*`` excluded; a key present on one side only counts)."""
     old, new = flatten(before), flatten(after)
     return {key: (old.get(key), new.get(key)) for key in sorted(old.keys() | new.keys())
             if not key.startswith(IGNORED_PREFIXES) and old.get(key) != new.get(key)}

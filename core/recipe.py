@@ -17,10 +17,11 @@ from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from .errors import RecipeError, did_you_mean
+from .errors import FtError, RecipeError, did_you_mean
 from .specs import KINDS, Options, RecipePath
+from .sweep_space import SweepSettings, SweepSpace, parse_params
 
-CORE_SECTIONS = ("task", "data", "backbone", "head", "freeze", "optim", "train", "output", "log")
+CORE_SECTIONS = ("task", "data", "backbone", "head", "freeze", "optim", "train", "output", "log", "sweep")
 #: section -> (selector key, registration hook, default name)
 COMPONENTS = {
     "data": ("format", "ft_dataset_formats", None),
@@ -179,6 +180,8 @@ class Recipe:
     output: OutputSection
     sections: dict[str, BaseModel] = field(default_factory=dict)
     log: LogSection = field(default_factory=LogSection)
+    #: ``[sweep]``: what ``ft sweep`` searches (``ft run`` keeps it in recipe.toml and otherwise ignores it)
+    sweep: SweepSpace | None = None
 
     @property
     def recipe_dir(self) -> Path:
@@ -199,6 +202,8 @@ class Recipe:
             out["log"] = self.log.to_dict()
         for name, model in self.sections.items():
             out[name] = model.model_dump(mode="json", exclude_none=True)
+        if self.sweep is not None:
+            out["sweep"] = self.sweep.to_dict()
         return out
 
     def to_toml(self) -> str:
@@ -424,10 +429,44 @@ def validate_recipe(raw: dict, *, name: str, path: Path | None, registry,
             if model is not None:
                 extra_sections[key] = model
 
+    sweep = None
+    if "sweep" in raw and isinstance(raw["sweep"], dict):
+        # the searched values are tried through this same validation, once the recipe itself is sound
+        sweep = _validate_sweep(raw, ctx, fail, None if errors else lambda sample: validate_recipe(
+            sample, name=name, path=path, registry=registry))
     if errors:
         raise RecipeError("invalid recipe:\n  " + "\n  ".join(errors), where=where_file)
     return Recipe(name, path.resolve() if path else None, task, components["data"], components["backbone"],
-                  components["head"], components["freeze"], optim, train, output, extra_sections, log)
+                  components["head"], components["freeze"], optim, train, output, extra_sections, log, sweep)
+
+
+def _validate_sweep(raw: dict, ctx: dict, fail, check) -> SweepSpace:
+    """``[sweep]`` (see :mod:`ft.sweep_space`): plain keys are settings,
+    dotted keys the recipe keys searched. ``check(table)`` validates the
+    recipe (without ``[sweep]``) with sample values applied: each choice
+    (with the conditional keys it switches on), each range's ends, a
+    conditional key with its condition; so a key or value the recipe
+    refuses is named here, as the recipe would name it."""
+    body = raw["sweep"]
+    settings = _validate_model(SweepSettings, {k: v for k, v in body.items() if "." not in k}, "sweep", ctx, fail)
+    params = parse_params({k: v for k, v in body.items() if "." in k}, fail)
+    space = SweepSpace(settings or SweepSettings(), params)
+    if settings is not None and settings.sampler == "grid":
+        try:
+            space.grid()
+        except FtError as exc:
+            fail("sweep.sampler", exc.message, exc.hint)
+    base = {k: v for k, v in raw.items() if k != "sweep"}
+    problems: dict[tuple[str, str], str] = {}  # (param label, problem) -> the sample that showed it first
+    for param, sample in space.samples() if check else ():
+        try:
+            check(apply_overrides(base, sample))
+        except RecipeError as exc:
+            for problem in exc.message.split("\n  ")[1:]:  # validate_recipe's one line per problem
+                problems.setdefault((param.label, problem), ", ".join(f"{k} = {v!r}" for k, v in sample.items()))
+    for (label, problem), tried in problems.items():
+        fail(label, f"with {tried}: {problem}")
+    return space
 
 
 def _validate_log(body: dict, registry, ctx: dict, fail) -> LogSection:
