@@ -14,6 +14,8 @@ ahead of a checkpoint that is still being written.
 
 from __future__ import annotations
 
+import copy
+
 import os
 import random
 import shutil
@@ -144,6 +146,37 @@ class TrainingParts:
     scaler: Any = None
     ema: Any = None
     sharded: bool = False  # FSDP: model, optimizer and average through torch.distributed.checkpoint
+
+
+class TrainingSnapshot:
+    """Everything a training step changes, held in memory to be put back:
+    weights, optimizer, schedule, scaler, weight average, the modules'
+    train/eval modes and the random-number state (``ft lr-find`` leaves the
+    model as it found it). ``counters`` are the trainer's own (its step)."""
+
+    def __init__(self, parts: TrainingParts, device: torch.device, counters: dict[str, Any]):
+        self.model = {k: v.detach().clone() for k, v in parts.model.state_dict().items()}
+        self.optimizer = copy.deepcopy(parts.optimizer.state_dict())
+        self.scheduler = copy.deepcopy(parts.scheduler.state_dict())
+        self.scaler = copy.deepcopy(parts.scaler.state_dict()) if parts.scaler is not None else None
+        self.ema = ({k: v.detach().clone() for k, v in parts.ema.state_dict().items()}
+                    if parts.ema is not None else None)
+        self.modes = [(module, module.training) for module in parts.model.modules()]
+        self.rng = capture_rng(device)
+        self.counters = copy.deepcopy(counters)
+
+    def put_back(self, parts: TrainingParts, device: torch.device) -> None:
+        """Restore ``parts`` (the same objects the snapshot was taken of) and the RNG."""
+        parts.model.load_state_dict(self.model)
+        parts.optimizer.load_state_dict(self.optimizer)  # the groups' learning rates too
+        parts.scheduler.load_state_dict(copy.deepcopy(self.scheduler))
+        if self.scaler is not None:
+            parts.scaler.load_state_dict(self.scaler)
+        if self.ema is not None:
+            parts.ema.load_state_dict(self.ema)
+        for module, training in self.modes:
+            module.training = training
+        restore_rng(self.rng, device)
 
 
 def _sharded_state(parts: TrainingParts) -> dict[str, Any]:

@@ -23,7 +23,6 @@ to test the global batch of a multi-rank run in one process).
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import math
@@ -36,7 +35,6 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 
 from ._registry import Registry, get_registry
-from .checkpoint import capture_rng, restore_rng
 from .engine import assemble, check_data
 from .errors import FtError
 from .files import write_json_atomic
@@ -151,11 +149,11 @@ def range_test(trainer: Trainer, *, steps: int = 100, start_lr: float = 1e-7, en
     check_options(steps, start_lr, end_lr)
     _refuse_ranks(trainer.dist.enabled)
     trainer.setup()
-    saved = _TrainerState(trainer)
+    saved = trainer.snapshot()
     try:
         return _measure(trainer, steps, start_lr, end_lr, on_step)
     finally:
-        saved.restore(trainer)
+        trainer.restore(saved)
 
 
 def _measure(trainer: Trainer, steps: int, start_lr: float, end_lr: float,
@@ -163,7 +161,6 @@ def _measure(trainer: Trainer, steps: int, start_lr: float, end_lr: float,
     groups = trainer.optimizer.param_groups
     factors = _group_factors(trainer)
     multipliers = {group["ft_group"]: factor for group, factor in zip(groups, factors)}
-    step0 = trainer.step
     trainer.nonfinite.limit = steps  # a NaN step ends the test here, not the run with an error
     lrs: list[float] = []
     losses: list[float] = []
@@ -174,11 +171,9 @@ def _measure(trainer: Trainer, steps: int, start_lr: float, end_lr: float,
         rate = start_lr * (end_lr / start_lr) ** (i / (steps - 1))
         for group, factor in zip(groups, factors):
             group["lr"] = rate * factor
-        # train_step counts the step it takes: started one below, the trainer ends every step at the test's
-        # start again, so its view of the strategy's schedule (which groups move, for clipping; which it has
-        # unfrozen and must give fresh optimizer state) stays that of the start, before and after the test
-        trainer.step = step0 - 1
-        loss = trainer.train_step(next(windows))
+        # every step at the start's schedule: which groups move (for clipping), which the strategy has
+        # unfrozen (and must give fresh optimizer state), before and after the test
+        loss = trainer.train_step(next(windows), hold_step=True)
         loss = math.nan if loss is None or not math.isfinite(loss) else loss
         average = BETA * average + (1 - BETA) * loss
         smooth = average / (1 - BETA ** (i + 1))
@@ -223,40 +218,6 @@ def _windows(trainer: Trainer) -> Iterator[list]:
         if empty:
             raise FtError("the training data gives no batches", where="ft lr-find")
         epoch += 1
-
-
-class _TrainerState:
-    """Everything a training step changes, taken so that it can be put back."""
-
-    def __init__(self, trainer: Trainer):
-        parts = trainer.parts
-        self.model = {k: v.detach().clone() for k, v in parts.model.state_dict().items()}
-        self.optimizer = copy.deepcopy(parts.optimizer.state_dict())
-        self.scheduler = copy.deepcopy(parts.scheduler.state_dict())
-        self.scaler = copy.deepcopy(parts.scaler.state_dict()) if parts.scaler is not None else None
-        self.ema = ({k: v.detach().clone() for k, v in parts.ema.state_dict().items()}
-                    if parts.ema is not None else None)
-        self.step = trainer.step
-        self.nonfinite = trainer.nonfinite.state()
-        self.nonfinite_limit = trainer.nonfinite.limit
-        self.modes = [(module, module.training) for module in parts.model.modules()]
-        self.rng = capture_rng(trainer.device)
-
-    def restore(self, trainer: Trainer) -> None:
-        parts = trainer.parts
-        parts.model.load_state_dict(self.model)
-        parts.optimizer.load_state_dict(self.optimizer)  # the groups' learning rates too
-        parts.scheduler.load_state_dict(copy.deepcopy(self.scheduler))
-        if self.scaler is not None:
-            parts.scaler.load_state_dict(self.scaler)
-        if self.ema is not None:
-            parts.ema.load_state_dict(self.ema)
-        trainer.step = self.step
-        trainer.nonfinite.load(self.nonfinite)
-        trainer.nonfinite.limit = self.nonfinite_limit
-        for module, training in self.modes:
-            module.training = training
-        restore_rng(self.rng, trainer.device)
 
 
 # -- reading the curve ----------------------------------------------------------------

@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ._registry import Registry
-from .checkpoint import TrainingParts, latest_checkpoint, load_training_checkpoint
+from .checkpoint import TrainingParts, TrainingSnapshot, latest_checkpoint, load_training_checkpoint
 from .contracts import HEAD_GROUP, Evaluator, batch_size_of, move_to
 from .data import make_loader, resolve_num_workers
 from .distributed import Distributed, get_distributed
@@ -371,19 +371,38 @@ class Trainer:
         while window := list(islice(batches, self.cfg.grad_accum)):
             yield window
 
-    def train_step(self, window: list) -> float | None:
+    def train_step(self, window: list, *, hold_step: bool = False) -> float | None:
         """One optimizer step over ``window`` (from :meth:`train_windows`) at
         the optimizer groups' current learning rates, exactly as :meth:`fit`
         takes it (autocast, accumulation, clipping, the strategy's extra
         loss). Returns the mean loss over every rank's examples, or None for
-        a skipped non-finite step."""
+        a skipped non-finite step. ``hold_step``: the step count, and with it
+        the strategy's schedule (which groups move, which it has unfrozen),
+        stays where it is: a range test takes every step as the first."""
         self.setup()
+        if hold_step:
+            self.step -= 1  # _step counts the step it takes
         loss_sum = self._step(window)
         n = float(sum(batch_size_of(t) for _, t in window))
         totals = torch.tensor([float(loss_sum) if loss_sum is not None else float("nan"), n], dtype=torch.float64,
                               device=self.device)
         loss, count = self.dist.all_reduce(totals).tolist()
         return loss / count if loss_sum is not None and count else None
+
+    def snapshot(self) -> TrainingSnapshot:
+        """Everything training changes (weights, optimizer, schedule,
+        scaler, weight average, modes, RNG, step and NaN counts), for
+        :meth:`restore`."""
+        self.setup()
+        return TrainingSnapshot(self.parts, self.device, {"step": self.step, "nonfinite": self.nonfinite.state(),
+                                                          "nonfinite_limit": self.nonfinite.limit})
+
+    def restore(self, snapshot: TrainingSnapshot) -> None:
+        """Put the trainer back as :meth:`snapshot` found it."""
+        snapshot.put_back(self.parts, self.device)
+        self.step = snapshot.counters["step"]
+        self.nonfinite.load(snapshot.counters["nonfinite"])
+        self.nonfinite.limit = snapshot.counters["nonfinite_limit"]
 
     # -- the step -----------------------------------------------------------
 
