@@ -1,6 +1,7 @@
 """What TensorBoard logging of every step costs a real fine-tune.
 
     python benchmarks/logging_overhead.py [--rounds 4] [--limit-per-class 200] [--epochs 1] [--threads 1]
+    python benchmarks/logging_overhead.py --per-step [--rounds 4]   # the logger's own cost per step, in ms
 
 The run: recipes/fashion_mnist.toml (EfficientNet-Lite0, every weight
 trains) cut down to ``--limit-per-class`` training images per class (200:
@@ -50,13 +51,45 @@ def timed_run(way: str, settings: dict) -> dict[str, float]:
             "train": result.summary["train_seconds"], "steps": result.summary["steps"]}
 
 
+def per_step_cost(rounds: int, steps: int = 2000) -> float:
+    """The logger's own cost per step, in ms: a bare ``ft.Trainer`` on a
+    linear model (a step takes microseconds, so the difference is the
+    logger's), ``steps`` steps with the tensorboard logger at every step
+    against none, alternating, the median of ``rounds``."""
+    from torch import nn
+    from torch.utils.data import TensorDataset
+
+    from ft.plugins.loggers import TensorBoardLogger
+
+    x = torch.randn(steps * 8, 4)
+    data = TensorDataset(x, x.sum(1, keepdim=True))
+    costs = []
+    with tempfile.TemporaryDirectory(prefix="ft-logging-step-") as root:
+        for r in range(rounds):
+            seconds = {}
+            for way in (["none", "tensorboard"] if r % 2 == 0 else ["tensorboard", "none"]):
+                callbacks = [TensorBoardLogger(Path(root) / f"r{r}")] if way == "tensorboard" else []
+                trainer = ft.Trainer(nn.Linear(4, 1), data, None, loss_fn=nn.functional.mse_loss, quiet=True,
+                                     callbacks=callbacks, train={"epochs": 1, "batch_size": 8, "log_every": 1,
+                                                                 "progress": False, "checkpoint": False})
+                seconds[way] = trainer.fit().train_seconds
+            costs.append((seconds["tensorboard"] - seconds["none"]) / steps * 1000)
+    return statistics.median(costs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="TensorBoard logging every step vs no logger, on a real fine-tune")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--limit-per-class", type=int, default=200, help="training images per class (10 classes)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--per-step", action="store_true",
+                        help="only the logger's own cost per step, on a bare trainer with a linear model")
     args = parser.parse_args()
+    if args.per_step:
+        print(f"tensorboard logger: {per_step_cost(args.rounds):.3f} ms per step (median of {args.rounds} rounds "
+              f"of 2,000 steps, bare ft.Trainer, linear model)")
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="ft-logging-overhead-") as root:

@@ -18,12 +18,9 @@ runs in this process, one step after another; times compare only within one
 invocation on an otherwise idle machine. The table and every setting are
 saved as JSON.
 
-Figures: none recorded yet; the first command above on an idle machine is
-the one whose table belongs in docs/lr_find.md (with the date). Only smoke
-runs so far (2026-12-02, a busy shared 2-core CPU, meaningless accuracies):
-``--limit 20 --epochs 1 --steps 20 --only vision`` (2.5 min) and
-``--limit 64 --epochs 1 --steps 12 --only nlp --set data.test_size=64
---set data.val_size=32`` (12 min: bf16 is emulated on that CPU).
+Figures (docs/benchmarks.md, "ft lr-find"), 2026-12-02 on the 2-core
+machine with other jobs beside them: ``--only vision --limit 500 --epochs 1``
+and ``--only nlp --limit 2000 --epochs 1 --set train.precision=fp32``.
 """
 
 from __future__ import annotations
