@@ -31,7 +31,7 @@ from torch import nn
 from .distributed import Distributed
 from .errors import FtError
 from .files import (check_file, checkpoint_dirs, make_temp_dir, read_json, read_safetensors,  # noqa: F401 (public here)
-                    read_state, reason, recovery_hint, umask, unreadable, write_json_atomic)
+                    read_state, reason, recovery_hint, replace_dir, umask, unreadable, write_json_atomic)
 from .parallel import full_state_dict
 
 
@@ -93,7 +93,7 @@ def _finish_checkpoint_dir(tmp: Path, target: Path, model: nn.Module | None, sta
             if f.is_file():
                 with f.open("rb") as fh:
                     os.fsync(fh.fileno())
-        _replace_dir(tmp, target)
+        replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -241,18 +241,8 @@ def save_best(run_dir: Path, model: nn.Module, metrics: dict, dist: Distributed,
         else:
             save_weights(model, tmp / "model.safetensors")
         write_json_atomic(tmp / "metrics.json", metrics)
-        _replace_dir(tmp, run_dir / "best")
+        replace_dir(tmp, run_dir / "best")
     dist.barrier()
-
-
-def _replace_dir(tmp: Path, target: Path) -> None:
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,20 @@ def make_temp_dir(parent: Path, prefix: str) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
     os.chmod(tmp, 0o777 & ~umask())
     return tmp
+
+
+def replace_dir(tmp: Path, target: Path) -> None:
+    """Put the finished folder ``tmp`` at ``target``. A folder already there
+    goes aside as ``.NAME.old-PID`` first and is removed last, so a kill at
+    any moment leaves one whole folder (``RunDirectory.repair`` puts an
+    aside one back)."""
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def finite_or_none(value: Any) -> Any:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence, Union
 
-from .files import make_temp_dir, write_json_atomic
+from .files import make_temp_dir, replace_dir, write_json_atomic
 
 #: the run directory's folder of reports
 REPORT_DIR = "report"
@@ -136,7 +136,7 @@ def write_reports(run_dir: Path, reports: dict[str, Report | None]) -> list[str]
         index = {"splits": {split: _write_split(tmp, split, report)
                             for split, report in reports.items() if report is not None}}
         write_json_atomic(tmp / "report.json", index)
-        _swap_dir(tmp, run_dir / REPORT_DIR)
+        replace_dir(tmp, run_dir / REPORT_DIR)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -215,17 +215,6 @@ def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(buffer.getvalue(), newline="")
     os.replace(tmp, path)
-
-
-def _swap_dir(tmp: Path, target: Path) -> None:
-    # the old folder goes aside as .NAME.old-PID first: RunDirectory.repair puts it back after a kill
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # -- the model card's section ---------------------------------------------------
