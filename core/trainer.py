@@ -362,12 +362,8 @@ class Trainer:
         backbone frozen). For tools that drive steps themselves, with
         :meth:`train_step`."""
         self.setup()
-        self.strategy.set_train_mode(self.model, epoch)
-        loader = self._epoch_loader(epoch, ProgressBar(False, self.cfg.log_every, quiet=quiet or not self.dist.is_main))
-        sampler = loader.batch_sampler if hasattr(loader.batch_sampler, "set_epoch") else loader.sampler
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        batches = iter(loader)
+        bar = ProgressBar(False, self.cfg.log_every, quiet=quiet or not self.dist.is_main)
+        batches = iter(self._start_epoch(epoch, 0, bar))
         while window := list(islice(batches, self.cfg.grad_accum)):
             yield window
 
@@ -616,16 +612,7 @@ class Trainer:
                      elapsed: Callable[[], float]) -> tuple[dict, int, str]:
         """One epoch (or what is left of it): the train figures, the batch
         index reached and why it ended ("epochs" if it simply ran out)."""
-        self.strategy.set_train_mode(self.model, epoch)
-        loader = self._epoch_loader(epoch, bar)
-        sampler = loader.batch_sampler if hasattr(loader.batch_sampler, "set_epoch") else loader.sampler
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        if start_batch:
-            if not hasattr(sampler, "set_start"):
-                raise FtError("cannot resume mid-epoch with this DataLoader",
-                              hint="pass Datasets to ft.Trainer (it builds resumable loaders)")
-            sampler.set_start(start_batch)
+        loader = self._start_epoch(epoch, start_batch, bar)
         bar.start_epoch(epoch + 1, self.cfg.epochs, self.steps_per_epoch)
         meter = EpochMeter(self.device)
         # a resumed half-epoch carries on the sums its first part left (so train_loss covers the whole epoch)
@@ -668,10 +655,26 @@ class Trainer:
             metrics["skipped_steps"] = self.nonfinite.skipped
         return metrics, batch_index, stopped
 
+    def _start_epoch(self, epoch: int, start_batch: int, bar: ProgressBar) -> DataLoader:
+        """The strategy's train/eval modes for ``epoch`` and its loader, its
+        sampler set to the epoch (and to ``start_batch`` when resuming mid-epoch)."""
+        self.strategy.set_train_mode(self.model, epoch)
+        loader = self._epoch_loader(epoch, bar)
+        sampler = loader.batch_sampler if hasattr(loader.batch_sampler, "set_epoch") else loader.sampler
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        if start_batch:
+            if not hasattr(sampler, "set_start"):
+                raise FtError("cannot resume mid-epoch with this DataLoader",
+                              hint="pass Datasets to ft.Trainer (it builds resumable loaders)")
+            sampler.set_start(start_batch)
+        return loader
+
     def _step_end(self, loss_total: torch.Tensor, seen: int, epoch: float) -> None:
         """Fire ``ft_step_end`` with the loss since the last one, over every rank's examples."""
-        loss, count = loss_total.item() - self._step_mark[0], seen - self._step_mark[1]
-        self._step_mark = (loss_total.item(), seen)
+        total = loss_total.item()
+        loss, count = total - self._step_mark[0], seen - self._step_mark[1]
+        self._step_mark = (total, seen)
         if self.dist.enabled:
             loss, count = self.dist.all_reduce(torch.tensor([loss, float(count)], dtype=torch.float64,
                                                             device=self.device)).tolist()
