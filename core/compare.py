@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import FtError
-from .files import finite_or_none
+from .files import finite_or_none, save_figure
 from .rundir import MetricsLog
 
 #: recipe sections left out of the differing keys: where a run was written differs for every run
@@ -301,17 +301,12 @@ def plot_runs(runs: Sequence[RunRecord], keys: Sequence[str], path: Path) -> Pat
         handles, labels = metric_ax.get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncol=min(3, len(runs)), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06 * (1 + (len(runs) - 1) // 3), 1, 1))
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
+        save_figure(fig, path)
     except (ValueError, OSError) as exc:  # an unknown suffix, a folder that cannot be written
-        tmp.unlink(missing_ok=True)
         raise FtError(f"cannot write the curves plot: {exc}", where=str(path),
                       hint="give --out a writable path ending in .png (or .pdf, .svg)") from None
-    finally:
-        plt.close(fig)
     return path
 
 

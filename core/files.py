@@ -10,35 +10,68 @@ advice that depends on where the file lies in a run directory.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 import torch
 
 from .errors import FtError
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file beside ``path``, fsync, rename.
-    Strict JSON (a non-finite float becomes null); the file's mode follows
-    the umask, like any file a tool writes."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, fsync, rename:
+    readers never see half a file, and a crash leaves the old one. Written
+    as given (no newline translation); the file's mode follows the umask,
+    like any file a tool writes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~umask())
-        with os.fdopen(fd, "w") as fh:
-            json.dump(finite_or_none(data), fh, indent=2, default=str, allow_nan=False)
+        with os.fdopen(fd, "w", newline="") as fh:
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """:func:`write_text_atomic` of strict JSON (a non-finite float becomes null)."""
+    write_text_atomic(path, json.dumps(finite_or_none(data), indent=2, default=str, allow_nan=False))
+
+
+def write_csv_atomic(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """:func:`write_text_atomic` of a CSV table, ``header`` first."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 100) -> None:
+    """Save a matplotlib figure beside ``path`` and rename it into place
+    (its suffix picks the format), then close the figure."""
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
 
 
 def umask() -> int:

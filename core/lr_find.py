@@ -23,7 +23,6 @@ to test the global batch of a multi-rank run in one process).
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -37,7 +36,7 @@ import numpy as np
 from ._registry import Registry, get_registry
 from .engine import assemble, check_data
 from .errors import FtError
-from .files import write_json_atomic
+from .files import save_figure, write_csv_atomic, write_json_atomic
 from .freezing import Progress
 from .recipe import Recipe, load_recipe, parse_override
 from .trainer import Trainer, seed_everything
@@ -372,13 +371,9 @@ def _report(say: Callable[[str], None], curve: LrCurve, suggestions: Suggestions
 def write_outputs(folder: Path, curve: LrCurve, suggestions: Suggestions | None, recipe_lr: float, name: str,
                   command: str | None) -> None:
     """lr_find.csv, lr_find.json and lr_find.png into ``folder`` (replaced)."""
-    tmp = folder / ".lr_find.csv.tmp"
-    with tmp.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["step", "lr", "loss", "smoothed"])
-        for i, (lr, loss, smooth) in enumerate(zip(curve.lrs, curve.losses, curve.smoothed), 1):
-            writer.writerow([i, f"{lr:.6e}", f"{loss:.6g}", f"{smooth:.6g}"])
-    tmp.replace(folder / "lr_find.csv")
+    write_csv_atomic(folder / "lr_find.csv", ["step", "lr", "loss", "smoothed"],
+                     ([i, f"{lr:.6e}", f"{loss:.6g}", f"{smooth:.6g}"]
+                      for i, (lr, loss, smooth) in enumerate(zip(curve.lrs, curve.losses, curve.smoothed), 1)))
     write_json_atomic(folder / "lr_find.json", {
         "recipe": name, "recipe_lr": recipe_lr,
         "suggested_lr": suggestions.valley if suggestions else None,
@@ -428,7 +423,4 @@ def plot_curve(curve: LrCurve, suggestions: Suggestions | None, recipe_lr: float
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)

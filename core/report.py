@@ -17,16 +17,13 @@ loaded), so it costs no second pass over the data.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence, Union
 
-from .files import make_temp_dir, replace_dir, write_json_atomic
+from .files import make_temp_dir, replace_dir, save_figure, write_csv_atomic, write_json_atomic
 
 #: the run directory's folder of reports
 REPORT_DIR = "report"
@@ -193,7 +190,7 @@ def _write_split(folder: Path, split: str, report: Report) -> dict:
     tables = []
     for table in report.tables:
         name = f"{table.name}_{split}.csv"
-        _write_csv(folder / name, table.columns, table.rows)
+        write_csv_atomic(folder / name, table.columns, table.rows)
         shown = list(range(len(table.rows)) if table.card_rows is None else table.card_rows)[:CARD_ROWS]
         tables.append({"name": table.name, "title": table.title, "file": name, "columns": list(table.columns),
                        "card_rows": [list(table.rows[i]) for i in shown], "rows": len(table.rows),
@@ -204,20 +201,6 @@ def _write_split(folder: Path, split: str, report: Report) -> dict:
         draw(figure, folder / name, split)
         figures.append({"name": figure.name, "title": figure.title, "file": name})
     return {"summary": report.summary, "tables": tables, "figures": figures}
-
-
-def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    # floats as repr: the CSV holds the figures to the last bit
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer)
-    writer.writerow(columns)
-    writer.writerows(rows)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(buffer.getvalue(), newline="")
-    os.replace(tmp, path)
-
-
-# -- the model card's section ---------------------------------------------------
 
 
 def card_lines(run_dir: Path) -> list[str]:
@@ -276,10 +259,7 @@ def draw(figure: Figure, path: Path, split: str = "") -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def _heatmap(plt, figure: Heatmap):

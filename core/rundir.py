@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import save_best, save_training_checkpoint
-from .files import finite_or_none, write_json_atomic
+from .files import finite_or_none, save_figure, write_json_atomic, write_text_atomic  # noqa: F401 (public here)
 from .errors import FtError
 
 #: what a run writes at its top level (a fresh start clears an unfinished earlier start's files)
@@ -231,13 +231,6 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text beside ``path`` and rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def new_run_dir(root: str | Path, recipe_name: str) -> Path:
     """Create ``root/<recipe>-<YYYYmmdd-HHMMSS>`` (suffixed if taken, also
     by a run starting at the same moment)."""
@@ -354,10 +347,7 @@ def plot_curves(history: list[dict], path: Path) -> None:
             ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def write_model_card(run_dir: Path, recipe: dict, summary: dict) -> None:

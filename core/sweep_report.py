@@ -4,18 +4,14 @@ printed at the end, ``search.png``, ``best.toml`` and ``best.json``."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import FtError
-from .files import write_json_atomic
+from .files import save_figure, write_csv_atomic, write_json_atomic, write_text_atomic
 from .sweep_space import Param, shown
 from .sweep_study import failure, shown_url
 
@@ -77,30 +73,14 @@ def param_keys(rows: list[Row], params: list[Param]) -> list[str]:
     return keys
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` beside ``path`` and rename it into place (readers never see half a file)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_results_csv(path: Path, rows: list[Row], keys: list[str], monitor: str) -> None:
     """``results.csv``: trial, state, one column per searched key, the
     validation figure, epochs, seconds, host, run directory, note."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["trial", "state", *keys, monitor, "epochs", "seconds", "host", "run_dir", "note"])
-    for row in rows:
-        writer.writerow([row.number, row.state, *(row.params.get(k, "") for k in keys),
-                         "" if row.value is None else row.value, "" if row.epochs is None else row.epochs,
-                         "" if row.seconds is None else round(row.seconds, 1), row.host, row.run_dir, row.note])
-    write_text_atomic(path, out.getvalue())
+    write_csv_atomic(path, ["trial", "state", *keys, monitor, "epochs", "seconds", "host", "run_dir", "note"],
+                     ([row.number, row.state, *(row.params.get(k, "") for k in keys),
+                       "" if row.value is None else row.value, "" if row.epochs is None else row.epochs,
+                       "" if row.seconds is None else round(row.seconds, 1), row.host, row.run_dir, row.note]
+                      for row in rows))
 
 
 def _cell(value: Any) -> str:
@@ -187,10 +167,7 @@ def plot_search(path: Path, rows: list[Row], keys: list[str], params: list[Param
     for j in range(panels, lines * cols):
         axes[j // cols][j % cols].axis("off")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=110)
 
 
 def write_best_toml(path: Path, recipe: dict, trial: int, monitor: str, value: float, study: str) -> None:
