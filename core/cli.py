@@ -117,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.version:
@@ -150,6 +150,16 @@ def main(argv: list[str] | None = None) -> int:
             from .distributed import shutdown
 
             shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    code = _main(argv)
+    if "torch.distributed" in sys.modules and argv is None:
+        from .distributed import end_worker, launched
+
+        if launched():  # a torchrun worker ends without C++ teardown (see end_worker)
+            end_worker(code)
+    return code
 
 
 def _run(args) -> int:

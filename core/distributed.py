@@ -15,10 +15,12 @@ training loss) use the main group (NCCL on GPUs, gloo on CPUs).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import sys
 from datetime import timedelta
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, NoReturn, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -221,3 +223,26 @@ def shutdown() -> None:
     exit; an embedding program calls it when it is done with ftkit)."""
     if _CURRENT is not None:
         _CURRENT.shutdown()
+
+
+def end_worker(code: int) -> NoReturn:
+    """End a launched worker process with ``code``, skipping C++ teardown.
+
+    Leaves the process group, runs the ``atexit`` handlers (loggers, study
+    storage, logging) and flushes the standard streams, then exits at once
+    (``os._exit``) instead of through interpreter finalisation. At
+    finalisation, gloo's threads and the objects that still hold a process
+    group can be torn down in an order that aborts the process
+    ("terminate called without an active exception", SIGABRT) after all its
+    work is done, now and then: the launcher then reports a finished run as
+    failed. ``ft`` calls this at the end of every worker that a launcher
+    started; an embedding program may call it at its own end.
+    """
+    try:
+        shutdown()
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)

@@ -55,4 +55,5 @@ def toy_env(tmp_path):
     (info / "entry_points.txt").write_text("[ft]\ntoy = toy_plugin\n")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(site), str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+    env["PYTHONFAULTHANDLER"] = "1"  # a process that aborts prints where
     return env

@@ -51,6 +51,8 @@ def main(spec_path: str) -> int:
         except ft.FtError as exc:
             record["error"] = str(exc)
         (out / f"{job['name']}.rank{rank}.json").write_text(json.dumps(record, default=str))
+    if ft.distributed.launched():
+        ft.distributed.end_worker(0)  # as `ft` ends its workers
     ft.distributed.shutdown()
     return 0
 

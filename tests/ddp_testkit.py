@@ -39,6 +39,7 @@ def torchrun() -> list[str]:
 def ddp_env(extra: dict | None = None) -> dict:
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONFAULTHANDLER"] = "1"  # a rank that aborts prints where
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
     env.update(extra or {})
     return env

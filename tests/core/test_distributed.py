@@ -216,3 +216,23 @@ def test_ft_run_starts_the_ranks_itself(toy_env, tmp_path):
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2
     assert done.stderr.count("train.epochs") == 1 and "Traceback" not in done.stderr
+
+
+def test_a_worker_ends_with_its_code_its_atexit_handlers_and_its_output(tmp_path):
+    """``end_worker`` skips the C++ teardown but nothing a program relies on:
+    the exit code reaches the launcher, atexit handlers run, buffered output is flushed."""
+    script = tmp_path / "worker.py"
+    script.write_text(
+        "import atexit, ft.distributed\n"
+        "d = ft.distributed.get_distributed()\n"
+        f"atexit.register(lambda: open({str(tmp_path)!r} + f'/atexit.{{d.rank}}', 'w').write('ran'))\n"
+        "d.barrier()\n"
+        "print(f'rank {d.rank} done', end='')  # no newline: still in the buffer at the end\n"
+        "ft.distributed.end_worker(3 if d.rank == 1 else 0)\n")
+    from ddp_testkit import ddp_env
+
+    done = subprocess.run([*torchrun(), "--nproc_per_node", "2", "--master_port", str(free_port()), str(script)],
+                          capture_output=True, text=True, env=ddp_env(), timeout=120)
+    assert done.returncode != 0 and "exitcode  : 3" in done.stderr  # rank 1's code, as torchrun reports it
+    assert "rank 0 done" in done.stdout and "rank 1 done" in done.stdout
+    assert (tmp_path / "atexit.0").read_text() == "ran" and (tmp_path / "atexit.1").read_text() == "ran"
