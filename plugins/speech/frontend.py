@@ -26,10 +26,14 @@ class SpecAugmentOptions(Options):
     freq_mask_width: int = Field(8, ge=0, description="largest frequency mask, in mel bands")
     time_masks: int = Field(2, ge=0, description="time masks per example")
     time_mask_width: int = Field(20, ge=0, description="largest time mask, in frames")
+    freq_warp: float = Field(0.0, ge=0, lt=0.3, description="random warp of the frequency axis while training "
+                             "(VTLP-like): the low, middle and high thirds of the spectrum each move by their "
+                             "own factor in 1 ± freq_warp, as formants differ between voices; 0: off")
 
 
 class SpecAugment(nn.Module):
-    """Independent frequency and time masks per example on ``[B, freq, time]``.
+    """Independent frequency and time masks per example on ``[B, freq, time]``,
+    after an optional frequency warp (:func:`warp_frequencies`).
 
     Masked cells are set to 0: silence for a power spectrogram, the mean for
     a normalised log spectrogram. Identity in eval mode.
@@ -39,19 +43,53 @@ class SpecAugment(nn.Module):
         super().__init__()
         import torchaudio.transforms as T
 
-        self.enabled = options.spec_augment
+        self.enabled, self.warp = options.spec_augment, options.freq_warp
         self.freq = nn.ModuleList(T.FrequencyMasking(options.freq_mask_width, iid_masks=True)
                                   for _ in range(options.freq_masks if options.freq_mask_width else 0))
         self.time = nn.ModuleList(T.TimeMasking(options.time_mask_width, iid_masks=True)
                                   for _ in range(options.time_masks if options.time_mask_width else 0))
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        if not (self.training and self.enabled):
+        if not self.training:
+            return spec
+        if self.warp:
+            spec = warp_frequencies(spec, self.warp)
+        if not self.enabled:
             return spec
         x = spec.unsqueeze(1)  # iid masks need [B, C, freq, time]
         for mask in [*self.freq, *self.time]:
             x = mask(x)
         return x.squeeze(1)
+
+
+def warp_frequencies(spec: torch.Tensor, amount: float, knots: int = 2) -> torch.Tensor:
+    """Warp the frequency axis of ``spec [B, freq, time]``, each example its own way.
+
+    The axis is cut into ``knots + 1`` equal parts; each inner knot moves by
+    its own random factor in ``1 ± amount`` while both ends stay put, and the
+    spectrum is resampled (linearly) along the piecewise-linear map. A
+    uniform factor would be vocal tract length perturbation (Jaitly and
+    Hinton 2013); separate factors per region also move the first formant
+    one way and the second another, as voices do. ``amount < 1 / (knots +
+    1)`` keeps the map monotone.
+    """
+    batch, bins = spec.shape[0], spec.shape[1]
+    top = bins - 1
+    fixed = torch.linspace(0, top, knots + 2, device=spec.device)  # knots where they belong
+    moved = fixed.repeat(batch, 1)
+    scale = 1 + (torch.rand(batch, knots, device=spec.device) * 2 - 1) * amount
+    moved[:, 1:-1] = fixed[1:-1] * scale  # where each knot's content goes
+    # output bin f shows the source position on the segment of `moved` that holds f
+    out = torch.arange(bins, device=spec.device, dtype=spec.dtype).expand(batch, bins)
+    segment = (torch.searchsorted(moved.contiguous(), out.contiguous(), right=True) - 1).clamp(0, knots)
+    lo, hi = moved.gather(1, segment), moved.gather(1, segment + 1)
+    src_lo, src_hi = fixed[segment], fixed[segment + 1]
+    source = (src_lo + (out - lo) / (hi - lo) * (src_hi - src_lo)).clamp(0, top)
+    below = source.floor().long().clamp(max=top - 1)
+    frac = (source - below)[..., None]
+    low_rows = spec.gather(1, below[..., None].expand(-1, -1, spec.shape[2]))
+    high_rows = spec.gather(1, (below + 1)[..., None].expand(-1, -1, spec.shape[2]))
+    return low_rows * (1 - frac) + high_rows * frac
 
 
 class VolumeNormalize:

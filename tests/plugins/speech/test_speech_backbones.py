@@ -219,3 +219,29 @@ def test_logmel_cnn_shapes_groups_and_spec_augment():
     cnn.spec_augment.train()
     masked = cnn.spec_augment(spec)
     assert (masked == 0).float().mean() > (spec == 0).float().mean()
+
+
+def test_frequency_warp_moves_formants_by_region_and_only_in_training():
+    """``freq_warp``: ends stay put, a peak near an inner knot moves by up to
+    ±freq_warp, examples warp differently, values only interpolate, eval is untouched."""
+    from ft.plugins.speech.frontend import SpecAugment, SpecAugmentOptions, warp_frequencies
+
+    torch.manual_seed(0)
+    bins, knot = 80, round(79 / 3)
+    spec = torch.zeros(64, bins, 5)
+    spec[:, knot - 2:knot + 3] = torch.tensor([0.4, 0.7, 1.0, 0.7, 0.4])[:, None]  # a "formant" at the first knot
+    spec[:, 0], spec[:, -1] = 0.2, 0.1
+    warped = warp_frequencies(spec, 0.2)
+    peaks = warped[:, :, 0].argmax(1)
+    assert peaks.min() < knot - 2 and peaks.max() > knot + 2  # moved both ways, example by example
+    assert ((peaks - knot).abs() <= 0.2 * knot + 1).all()
+    assert torch.allclose(warped[:, 0], spec[:, 0]) and torch.allclose(warped[:, -1], spec[:, -1])
+    assert warped.min() >= 0 and warped.max() <= 1  # a resampling, no new values
+
+    augment = SpecAugment(SpecAugmentOptions(spec_augment=False, freq_warp=0.2))
+    augment.train()
+    assert not torch.equal(augment(spec), spec)
+    augment.eval()
+    assert torch.equal(augment(spec), spec)
+    with pytest.raises(ValueError):
+        SpecAugmentOptions(freq_warp=0.4)  # the map would fold over
