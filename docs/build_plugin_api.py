@@ -134,7 +134,7 @@ def first_paragraph(doc: str | None) -> str:
 def class_entry(name: str, cls: type) -> list[str]:
     """A class: declaration, docstring, fields or attributes, methods."""
     bases = ", ".join(("nn." if b.__module__.startswith("torch.nn") else "") + b.__name__
-                      for b in cls.__bases__ if b is not object)
+                      for b in cls.__bases__ if b is not object and not b.__name__.startswith("_"))
     lines = [f"```python\nclass ft.{name}({bases})\n```" if bases else f"```python\nclass ft.{name}\n```", ""]
     lines += [markdown(cls.__doc__), ""]
     if dataclasses.is_dataclass(cls):
@@ -156,7 +156,7 @@ def class_entry(name: str, cls: type) -> list[str]:
         lines += [f"- `{decl}` — {markdown(doc)}" for decl, doc in attrs.values()]
         lines.append("")
     methods = []
-    for mname, member in vars(cls).items():
+    for mname, member in own_members(cls).items():
         if mname.startswith("_") and mname != "__init__":
             continue
         func = member.fget if isinstance(member, property) else getattr(member, "__func__", member)
@@ -174,6 +174,16 @@ def class_entry(name: str, cls: type) -> list[str]:
     if methods:
         lines += ["Methods:", "", *methods, ""]
     return lines
+
+
+def own_members(cls: type) -> dict[str, Any]:
+    """``vars(cls)`` with the members of its private bases (``_TrainerSetup``
+    is part of ``Trainer``, split out of its file), the subclass's last."""
+    members: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is cls or klass.__name__.startswith("_"):
+            members.update(vars(klass))
+    return members
 
 
 def value_entry(name: str, value: Any, module: str) -> list[str]:

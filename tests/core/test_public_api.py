@@ -47,7 +47,7 @@ def _has_attribute_comment(module: str, name: str) -> bool:
 
 def _undocumented_methods(cls: type) -> set[str]:
     missing = set()
-    for name, member in vars(cls).items():
+    for name, member in _build_script().own_members(cls).items():
         func = member.fget if isinstance(member, property) else getattr(member, "__func__", member)
         if name.startswith("_") or not callable(func) or inspect.isclass(func):
             continue
