@@ -28,7 +28,6 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ._registry import Registry
-from .checkpoint import TrainingSnapshot, latest_checkpoint, load_training_checkpoint
 from .contracts import HEAD_GROUP, Evaluator, batch_size_of, move_to
 from .data import make_loader, resolve_num_workers
 from .distributed import Distributed, get_distributed
@@ -46,6 +45,7 @@ from .rundir import RunDirectory
 from .stopping import StopCheck, StopRequest, time_limit_note
 from .sync_batchnorm import sync_batch_norm
 from .trainer_setup import _TrainerSetup, seed_everything  # noqa: F401 (ft.trainer.seed_everything)
+from .trainer_state import _TrainerState
 
 
 @dataclass
@@ -100,7 +100,7 @@ class FitResult:
                 "train_seconds": round(self.train_seconds, 3), "settings": self.settings}
 
 
-class Trainer(_TrainerSetup):
+class Trainer(_TrainerState, _TrainerSetup):
     """Fit, evaluate, checkpoint and resume; GPU when present, CPU otherwise.
 
     ``train_data``/``val_data`` are DataLoaders or Datasets (a Dataset gets a
@@ -238,21 +238,6 @@ class Trainer(_TrainerSetup):
                               device=self.device)
         loss, count = self.dist.all_reduce(totals).tolist()
         return loss / count if loss_sum is not None and count else None
-
-    def snapshot(self) -> TrainingSnapshot:
-        """Everything training changes (weights, optimizer, schedule,
-        scaler, weight average, modes, RNG, step and NaN counts), for
-        :meth:`restore`."""
-        self.setup()
-        return TrainingSnapshot(self.parts, self.device, {"step": self.step, "nonfinite": self.nonfinite.state(),
-                                                          "nonfinite_limit": self.nonfinite.limit})
-
-    def restore(self, snapshot: TrainingSnapshot) -> None:
-        """Put the trainer back as :meth:`snapshot` found it."""
-        snapshot.put_back(self.parts, self.device)
-        self.step = snapshot.counters["step"]
-        self.nonfinite.load(snapshot.counters["nonfinite"])
-        self.nonfinite.limit = snapshot.counters["nonfinite_limit"]
 
     # -- the step -----------------------------------------------------------
 
@@ -604,38 +589,6 @@ class Trainer(_TrainerSetup):
         if was_training:  # back to the strategy's modes (a frozen backbone's BatchNorm stays in eval)
             self.strategy.set_train_mode(self.model, self.epoch)
         return {f"{prefix}_{k}": float(v) for k, v in out.items()}
-
-    # -- checkpoints --------------------------------------------------------
-
-    def _save_best(self, metrics: dict) -> None:
-        self.run.save_best(self.model, metrics, self.dist, self.sharded)
-
-    def _save_checkpoint(self, epoch: int, batch: int, elapsed: float) -> None:
-        name = f"epoch-{epoch}" if batch == 0 else f"epoch-{epoch}-batch-{batch}"
-        meta = {"epoch": epoch, "batch": batch, "step": self.step, "elapsed": elapsed,
-                "history": self.history, **self.nonfinite.state(), **self.monitor.state()}
-        path = self.run.save_checkpoint(name, self.parts, meta, self.dist,
-                                        self.device, self.cfg.keep_checkpoints,
-                                        rank_state=self._epoch_sums if batch else None)
-        self._emit("ft_checkpoint_saved", run=self.info, path=path, epoch=epoch)
-
-    def _restore(self, resume: bool | str | Path) -> tuple[int, int, float]:
-        if isinstance(resume, (str, Path)):
-            path = Path(resume)
-        else:
-            if self.run_dir is None:
-                raise FtError("cannot resume: this trainer has no run directory")
-            path = latest_checkpoint(self.run_dir)
-            if path is None:
-                raise FtError("no checkpoint to resume from", where=str(self.run_dir),
-                              hint="start the run without --resume")
-        meta, self._resumed = load_training_checkpoint(path, self.parts, self.dist, self.device)
-        self.step = meta["step"]
-        self.history = meta["history"]
-        self.nonfinite.load(meta)
-        self.monitor.load(meta)
-        self._mults = self._group_multipliers()
-        return meta["epoch"], meta["batch"], meta["elapsed"]
 
     def _emit(self, hook: str, **kwargs: Any) -> None:
         """Fire a lifecycle event (plugins, then callbacks: :class:`ft.events.Events`)

@@ -3,9 +3,9 @@
 schedule, scaler and EMA; the watched metric; whether frozen features are
 cached; and the settings printed at the start.
 
-:class:`_TrainerSetup` is the base of :class:`ft.Trainer` (its methods are
-the trainer's, documented with it); the loop, evaluation and checkpoints
-live in trainer.py.
+:class:`_TrainerSetup` is a base of :class:`ft.Trainer` (its methods are
+the trainer's, documented with it); the loop and evaluation live in
+trainer.py, checkpoints and snapshots in trainer_state.py.
 """
 
 from __future__ import annotations

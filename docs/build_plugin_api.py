@@ -178,7 +178,8 @@ def class_entry(name: str, cls: type) -> list[str]:
 
 def own_members(cls: type) -> dict[str, Any]:
     """``vars(cls)`` with the members of its private bases (``_TrainerSetup``
-    is part of ``Trainer``, split out of its file), the subclass's last."""
+    and ``_TrainerState`` are parts of ``Trainer``, split out of its file),
+    the subclass's last."""
     members: dict[str, Any] = {}
     for klass in reversed(cls.__mro__):
         if klass is cls or klass.__name__.startswith("_"):
