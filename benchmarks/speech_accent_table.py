@@ -113,6 +113,10 @@ def rows(args) -> list[dict]:
                                                           "head_ft_lr_mult": 1.0}}, replace=("freeze",))
     # freeze the stem and the first half of the encoder's layer groups (needs its n)
     plans["freeze_bottom"] = merged(recipe, {"freeze": {"strategy": "freeze_bottom", "n": 2}}, replace=("freeze",))
+    # LoRA usually wants about 10x full fine-tuning's rate (the head keeps the recipe's own rate)
+    head_lr = recipe.get("optim", {}).get("lr", 1e-3) * recipe.get("optim", {}).get("head_lr_mult", 1.0)
+    plans["lora_lr10"] = merged(merged(recipe, {"freeze": {"strategy": "lora"}}, replace=("freeze",)),
+                                {"optim": {"lr": head_lr, "head_lr_mult": 1.0}})
     registry = ft.get_registry()
     for name in sorted(registry.entries["ft_freeze_strategies"]):
         if name not in plans and name not in ("full", "linear_probe", strategy):
