@@ -31,14 +31,13 @@ from ._registry import Registry
 from .contracts import HEAD_GROUP, Evaluator, batch_size_of, move_to
 from .data import make_loader, resolve_num_workers
 from .distributed import Distributed, get_distributed
-from .errors import FtError
 from .evaluation import evaluate_batches
 from .events import Events
-from .freezing import FreezeStrategy, Progress, parameter_table
+from .freezing import FreezeStrategy
 from .meters import EpochMeter
 from .monitor import Monitor
 from .nonfinite import NonfiniteSteps
-from .parallel import all_reduce_gradients, cpu_has_native_bf16, resolve_device, resolve_precision
+from .parallel import all_reduce_gradients, resolve_device, resolve_precision
 from .progress import Progress as ProgressBar
 from .recipe import OptimSection, TrainSection
 from .rundir import RunDirectory
@@ -180,33 +179,6 @@ class Trainer(_TrainerState, _TrainerSetup):
         """Where the run directory is (None: the trainer writes none)."""
         return self.run.path if self.run else None
 
-    def _epoch_loader(self, epoch: int, bar: ProgressBar) -> DataLoader:
-        """The loader for ``epoch``; sets the forward function to match."""
-        self._caching_now = self.feature_cache is not None and self.strategy.backbone_frozen(epoch)
-        if not self._caching_now:
-            self._forward = self.forward_model
-            return self.train_loader
-        if self.feature_cache.invalidate_if_changed():
-            self._cached_loaders.clear()
-        if "train" not in self._cached_loaders:
-            source = self.train_loader
-            # dataset order (no batcher): cached row i must be example i
-            ordered = make_loader(source.dataset, batch_size=self.cfg.eval_batch_size or self.cfg.batch_size,
-                                  train=False, collate=source.collate_fn, num_workers=self.num_workers,
-                                  rank=self.rank, world_size=self.world_size, shard_eval=self.dist.enabled)
-            if not self.feature_cache.has("train"):
-                bar.message(f"ft: feature cache: running the frozen backbone once over "
-                            f"{len(source.dataset):,} training examples")
-            pairs = self.feature_cache.get("train", ordered, self.model.forward_features, self.device,
-                                           self._prepare_inputs)
-            # same sampler, seed and batcher as the raw loader: the same batches in the same order
-            self._cached_loaders["train"] = make_loader(pairs, batch_size=self.cfg.batch_size, train=True,
-                                                        seed=self.cfg.seed, rank=self.rank,
-                                                        world_size=self.world_size, seeded=False,
-                                                        batcher=getattr(self.data, "batcher", None))
-        self._forward = self.model.forward_head
-        return self._cached_loaders["train"]
-
     # -- steps for tools (ft lr-find) ----------------------------------------
 
     def train_windows(self, epoch: int = 0, quiet: bool = True) -> Iterable[list]:
@@ -320,10 +292,6 @@ class Trainer(_TrainerState, _TrainerSetup):
             self.ema.update(self.step)
         self._reset_newly_unfrozen()
         return loss_sum if finite else None
-
-    def _group_multipliers(self) -> dict[str, float]:
-        progress = Progress(self.step, self.step // max(1, self.steps_per_epoch), self.steps_per_epoch)
-        return {g.name: self.strategy.lr_multiplier(g.name, progress) for g in self.groups}
 
     def _reset_newly_unfrozen(self) -> None:
         """A group whose LR multiplier leaves 0 starts with fresh optimizer
@@ -494,21 +462,6 @@ class Trainer(_TrainerState, _TrainerSetup):
             metrics["skipped_steps"] = self.nonfinite.skipped
         return metrics, batch_index, stopped
 
-    def _start_epoch(self, epoch: int, start_batch: int, bar: ProgressBar) -> DataLoader:
-        """The strategy's train/eval modes for ``epoch`` and its loader, its
-        sampler set to the epoch (and to ``start_batch`` when resuming mid-epoch)."""
-        self.strategy.set_train_mode(self.model, epoch)
-        loader = self._epoch_loader(epoch, bar)
-        sampler = loader.batch_sampler if hasattr(loader.batch_sampler, "set_epoch") else loader.sampler
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        if start_batch:
-            if not hasattr(sampler, "set_start"):
-                raise FtError("cannot resume mid-epoch with this DataLoader",
-                              hint="pass Datasets to ft.Trainer (it builds resumable loaders)")
-            sampler.set_start(start_batch)
-        return loader
-
     def _step_end(self, loss_total: torch.Tensor, seen: int, epoch: float) -> None:
         """Fire ``ft_step_end`` with the loss since the last one, over every rank's examples."""
         total = loss_total.item()
@@ -522,23 +475,6 @@ class Trainer(_TrainerState, _TrainerSetup):
         for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_last_lr()):
             metrics[f"lr_{group['ft_group']}"] = lr
         self._emit("ft_step_end", run=self.info, step=self.step, metrics=metrics)
-
-    def _announce(self, bar: ProgressBar, resume: Any, start_epoch: int, start_batch: int) -> None:
-        """The start banner: effective settings, devices per rank, parameter counts."""
-        devices = self.dist.all_gather_object(str(self.device))
-        if not self.dist.is_main:
-            return
-        shown = {k: v for k, v in self.settings().items() if k not in ("strategy", "callbacks")}
-        bar.message("ft: " + " | ".join(f"{k} {v}" for k, v in shown.items()))
-        if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
-            bar.message("ft: warning: this CPU has no native bfloat16 (AVX512-BF16 or AMX): bf16 autocast is "
-                        "emulated here and several times slower than fp32 (set train.precision = \"fp32\")")
-        if self.dist.enabled:
-            bar.message("ft: devices " + ", ".join(f"rank {r} {d}" for r, d in enumerate(devices)))
-        for row in parameter_table(self.model):
-            bar.message(f"ft:   {row['group']:<24} trainable {row['trainable']:>11,}  frozen {row['frozen']:>11,}")
-        if resume:
-            bar.message(f"ft: resumed at epoch {start_epoch + 1}, batch {start_batch}, step {self.step}")
 
     def _averaged(self) -> contextlib.AbstractContextManager:
         """With ``train.ema_decay``: the averaged weights in place (validation, best/, epoch-end hooks)."""

@@ -1,7 +1,10 @@
-"""The trainer's setup, before the first step: the model placed, wrapped
+"""The trainer's setup. Before the first step: the model placed, wrapped
 (DDP, FSDP2, compile) and frozen by its strategy; the loaders; optimizer,
-schedule, scaler and EMA; the watched metric; whether frozen features are
-cached; and the settings printed at the start.
+schedule, scaler, EMA and the strategy's learning-rate multipliers; the
+watched metric; whether frozen features are cached; and the settings
+printed at the start. At each epoch's start: its loader (cached features
+while the backbone is frozen) with the sampler set to the epoch and, on a
+resume, to the batch it stopped at.
 
 :class:`_TrainerSetup` is a base of :class:`ft.Trainer` (its methods are
 the trainer's, documented with it); the loop and evaluation live in
@@ -20,12 +23,14 @@ from torch.utils.data import DataLoader
 
 from .checkpoint import TrainingParts
 from .data import make_loader
+from .errors import FtError
 from .ema import WeightEMA
 from .feature_cache import FeatureCache
-from .freezing import FreezeStrategy, apply_strategy
+from .freezing import FreezeStrategy, Progress, apply_strategy, parameter_table
 from .monitor import Monitor, metric_mode
 from .optim import build_optimizer, build_scheduler
-from .parallel import configure_cuda, enable_activation_checkpointing, shard_fsdp, wrap_ddp
+from .parallel import configure_cuda, cpu_has_native_bf16, enable_activation_checkpointing, shard_fsdp, wrap_ddp
+from .progress import Progress as ProgressBar
 from .sync_batchnorm import has_batch_norm
 
 
@@ -93,6 +98,10 @@ class _TrainerSetup:
         self.parts = TrainingParts(self.model, self.optimizer, self.scheduler, self.scaler, self.ema, self.sharded)
         self._mults = self._group_multipliers()
 
+    def _group_multipliers(self) -> dict[str, float]:
+        progress = Progress(self.step, self.step // max(1, self.steps_per_epoch), self.steps_per_epoch)
+        return {g.name: self.strategy.lr_multiplier(g.name, progress) for g in self.groups}
+
     def _setup_monitor(self) -> None:
         """The watched metric (``train.monitor``, else the head's default on
         the validation split, else the loss) and its direction: the recipe's
@@ -143,6 +152,48 @@ class _TrainerSetup:
         return cache, "on while the backbone is frozen" + (" (each rank computes its shard)" if self.dist.enabled
                                                             else "")
 
+    def _epoch_loader(self, epoch: int, bar: ProgressBar) -> DataLoader:
+        """The loader for ``epoch``; sets the forward function to match."""
+        self._caching_now = self.feature_cache is not None and self.strategy.backbone_frozen(epoch)
+        if not self._caching_now:
+            self._forward = self.forward_model
+            return self.train_loader
+        if self.feature_cache.invalidate_if_changed():
+            self._cached_loaders.clear()
+        if "train" not in self._cached_loaders:
+            source = self.train_loader
+            # dataset order (no batcher): cached row i must be example i
+            ordered = make_loader(source.dataset, batch_size=self.cfg.eval_batch_size or self.cfg.batch_size,
+                                  train=False, collate=source.collate_fn, num_workers=self.num_workers,
+                                  rank=self.rank, world_size=self.world_size, shard_eval=self.dist.enabled)
+            if not self.feature_cache.has("train"):
+                bar.message(f"ft: feature cache: running the frozen backbone once over "
+                            f"{len(source.dataset):,} training examples")
+            pairs = self.feature_cache.get("train", ordered, self.model.forward_features, self.device,
+                                           self._prepare_inputs)
+            # same sampler, seed and batcher as the raw loader: the same batches in the same order
+            self._cached_loaders["train"] = make_loader(pairs, batch_size=self.cfg.batch_size, train=True,
+                                                        seed=self.cfg.seed, rank=self.rank,
+                                                        world_size=self.world_size, seeded=False,
+                                                        batcher=getattr(self.data, "batcher", None))
+        self._forward = self.model.forward_head
+        return self._cached_loaders["train"]
+
+    def _start_epoch(self, epoch: int, start_batch: int, bar: ProgressBar) -> DataLoader:
+        """The strategy's train/eval modes for ``epoch`` and its loader, its
+        sampler set to the epoch (and to ``start_batch`` when resuming mid-epoch)."""
+        self.strategy.set_train_mode(self.model, epoch)
+        loader = self._epoch_loader(epoch, bar)
+        sampler = loader.batch_sampler if hasattr(loader.batch_sampler, "set_epoch") else loader.sampler
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        if start_batch:
+            if not hasattr(sampler, "set_start"):
+                raise FtError("cannot resume mid-epoch with this DataLoader",
+                              hint="pass Datasets to ft.Trainer (it builds resumable loaders)")
+            sampler.set_start(start_batch)
+        return loader
+
     def settings(self) -> dict:
         """The effective settings, as printed at start and saved in the summary."""
         eff = self.cfg.batch_size * self.cfg.grad_accum * self.world_size
@@ -170,6 +221,23 @@ class _TrainerSetup:
             "feature_cache": self.cache_note,
             "callbacks": [type(c).__name__ for c in self.callbacks],
         }
+
+    def _announce(self, bar: ProgressBar, resume: Any, start_epoch: int, start_batch: int) -> None:
+        """The start banner: effective settings, devices per rank, parameter counts."""
+        devices = self.dist.all_gather_object(str(self.device))
+        if not self.dist.is_main:
+            return
+        shown = {k: v for k, v in self.settings().items() if k not in ("strategy", "callbacks")}
+        bar.message("ft: " + " | ".join(f"{k} {v}" for k, v in shown.items()))
+        if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
+            bar.message("ft: warning: this CPU has no native bfloat16 (AVX512-BF16 or AMX): bf16 autocast is "
+                        "emulated here and several times slower than fp32 (set train.precision = \"fp32\")")
+        if self.dist.enabled:
+            bar.message("ft: devices " + ", ".join(f"rank {r} {d}" for r, d in enumerate(devices)))
+        for row in parameter_table(self.model):
+            bar.message(f"ft:   {row['group']:<24} trainable {row['trainable']:>11,}  frozen {row['frozen']:>11,}")
+        if resume:
+            bar.message(f"ft: resumed at epoch {start_epoch + 1}, batch {start_batch}, step {self.step}")
 
 
 def seed_everything(seed: int) -> None:
