@@ -96,6 +96,7 @@ def seeded_row(name: str, recipe: dict, args) -> dict:
 
 def rows(args) -> list[dict]:
     import ft
+    from ft.recipe import OptimSection
 
     recipe = load_recipe_dict(args.recipe)
     strategy = recipe.get("freeze", {}).get("strategy", "full")
@@ -113,10 +114,10 @@ def rows(args) -> list[dict]:
                                                           "head_ft_lr_mult": 1.0}}, replace=("freeze",))
     # freeze the stem and the first half of the encoder's layer groups (needs its n)
     plans["freeze_bottom"] = merged(recipe, {"freeze": {"strategy": "freeze_bottom", "n": 2}}, replace=("freeze",))
-    # LoRA usually wants about 10x full fine-tuning's rate (the head keeps the recipe's own rate)
-    head_lr = recipe.get("optim", {}).get("lr", 1e-3) * recipe.get("optim", {}).get("head_lr_mult", 1.0)
+    # LoRA usually wants about 10x full fine-tuning's rate; the head keeps the recipe's own rate
+    optim = OptimSection(**recipe.get("optim", {}))  # the recipe's rates, with ftkit's defaults where it has none
     plans["lora_lr10"] = merged(merged(recipe, {"freeze": {"strategy": "lora"}}, replace=("freeze",)),
-                                {"optim": {"lr": head_lr, "head_lr_mult": 1.0}})
+                                {"optim": {"lr": optim.lr * 10, "head_lr_mult": optim.head_lr_mult / 10}})
     registry = ft.get_registry()
     for name in sorted(registry.entries["ft_freeze_strategies"]):
         if name not in plans and name not in ("full", "linear_probe", strategy):
